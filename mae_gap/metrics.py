@@ -1,0 +1,36 @@
+"""The metrics contract (SPEC section 4): the one place that names what every run logs.
+
+Training writes exactly these keys, once per epoch; analysis reads exactly these keys.
+Pure Python: importing it costs nothing (no torch, no wandb).
+"""
+
+EPOCH = "epoch"  # completed epochs, 1..E; the W&B step metric
+
+VAL_MSE = "val/mse"  # masked-patch reconstruction loss, fixed val masks, training target
+VAL_MSE_PIXEL = "val/mse_pixel"  # same patches against plain normalized pixels
+VAL_PROBE_ACC = "val/probe_acc"  # online linear probe on unmasked val images (the study's accuracy)
+VAL_HEAD_ACC = "val/head_acc"  # supervised head on the fixed-mask val pass
+VAL_KNN_ACC = "val/knn_acc"  # weighted k-NN on unmasked features (NaN on epochs without k-NN)
+
+TRAIN_LOSS = "train/loss"
+TRAIN_REC_LOSS = "train/rec_loss"
+TRAIN_HEAD_CE = "train/head_ce"
+TRAIN_PROBE_CE = "train/probe_ce"
+TRAIN_HEAD_ACC = "train/head_acc"
+TRAIN_LR = "train/lr"
+
+PERF_IMG_PER_S = "perf/train_img_per_s"
+PERF_EPOCH_S = "perf/epoch_s"
+
+VAL_KEYS = (VAL_MSE, VAL_MSE_PIXEL, VAL_PROBE_ACC, VAL_HEAD_ACC, VAL_KNN_ACC)
+TRAIN_KEYS = (TRAIN_LOSS, TRAIN_REC_LOSS, TRAIN_HEAD_CE, TRAIN_PROBE_CE, TRAIN_HEAD_ACC, TRAIN_LR)
+PERF_KEYS = (PERF_IMG_PER_S, PERF_EPOCH_S)
+
+# Every key of one history row, in a stable order.
+EPOCH_KEYS = (EPOCH, *VAL_KEYS, *TRAIN_KEYS, *PERF_KEYS)
+
+# Summary keys written when a run stops early (SPEC section 7).
+FAILURE_REASON = "failure/reason"
+FAILURE_EPOCH = "failure/epoch"
+FAILURE_STEP = "failure/step"
+FAILURE_TERM = "failure/term"
