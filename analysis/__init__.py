@@ -1,0 +1,78 @@
+"""analysis: pull sweep runs (W&B API or offline files), statistics, plots, upload, report.
+
+This module is also the schema of the **tidy table** every part of `analysis` exchanges
+(SPEC section 8.2): a pandas DataFrame with one row per (run, epoch) and the columns
+
+    run_id (str), run_name (str), alpha (float), lr (float), seed (int),
+    state (str: finished | failed | crashed | running), epoch (int, 1..E),
+    and every metric key of `mae_gap.metrics.EPOCH_KEYS` (float; NaN where absent,
+    e.g. val/knn_acc on epochs without k-NN).
+
+Import the column names from here, never retype the strings. Metric names come from
+`mae_gap.metrics` (re-exported below for convenience). Importing this package is cheap:
+no pandas, no matplotlib, no torch, no wandb.
+"""
+
+from mae_gap.metrics import EPOCH, EPOCH_KEYS, VAL_MSE, VAL_PROBE_ACC
+
+# --- per-run columns of the tidy table (constant within one run)
+RUN_ID = "run_id"  # W&B run id (or the offline run's id); the bootstrap resampling unit
+RUN_NAME = "run_name"  # W&B display name
+ALPHA = "alpha"  # signed weight of the supervised head (the independent variable)
+LR = "lr"  # peak learning rate
+SEED = "seed"  # training seed
+STATE = "state"  # W&B run state, one of RUN_STATES
+
+RUN_COLUMNS = (RUN_ID, RUN_NAME, ALPHA, LR, SEED, STATE)
+
+# Every metric column (EPOCH_KEYS minus the epoch itself), in the contract's order.
+METRIC_COLUMNS = tuple(k for k in EPOCH_KEYS if k != EPOCH)
+
+# Every column of the tidy table, in a stable order: run columns, epoch, metrics.
+TIDY_COLUMNS = (*RUN_COLUMNS, EPOCH, *METRIC_COLUMNS)
+
+# Column dtypes (pandas names) of the tidy table.
+TIDY_DTYPES = {
+    RUN_ID: "str",
+    RUN_NAME: "str",
+    ALPHA: "float64",
+    LR: "float64",
+    SEED: "int64",
+    STATE: "str",
+    EPOCH: "int64",
+    **{k: "float64" for k in METRIC_COLUMNS},
+}
+
+# --- run states (W&B's names, lower case)
+STATE_FINISHED = "finished"
+STATE_FAILED = "failed"
+STATE_CRASHED = "crashed"
+STATE_RUNNING = "running"
+RUN_STATES = (STATE_FINISHED, STATE_FAILED, STATE_CRASHED, STATE_RUNNING)
+
+# --- analysis defaults (SPEC section 8: --acc val/probe_acc --mse val/mse --bins 15)
+DEFAULT_ACC_KEY = VAL_PROBE_ACC
+DEFAULT_MSE_KEY = VAL_MSE
+DEFAULT_BINS = 15
+
+__all__ = [
+    "ALPHA",
+    "DEFAULT_ACC_KEY",
+    "DEFAULT_BINS",
+    "DEFAULT_MSE_KEY",
+    "EPOCH",
+    "LR",
+    "METRIC_COLUMNS",
+    "RUN_COLUMNS",
+    "RUN_ID",
+    "RUN_NAME",
+    "RUN_STATES",
+    "SEED",
+    "STATE",
+    "STATE_CRASHED",
+    "STATE_FAILED",
+    "STATE_FINISHED",
+    "STATE_RUNNING",
+    "TIDY_COLUMNS",
+    "TIDY_DTYPES",
+]
