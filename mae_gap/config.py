@@ -217,27 +217,37 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def help_text(cls: type = TrainConfig, prog: str = "python -m agent.train") -> str:
-    hints = get_type_hints(cls)
-    lines = [f"usage: {prog} [--key=value ...]", "", (cls.__doc__ or "").strip(), "", "options:"]
-    for f in dataclasses.fields(cls):
-        lines.append(f"  --{f.name}={f.default!r:<14} ({_type_name(hints[f.name])}) {f.metadata.get('help', '')}")
+def help_text(*classes: type, prog: str = "python -m agent.train") -> str:
+    lines = [f"usage: {prog} [--key=value ...]"]
+    for cls in classes:
+        hints = get_type_hints(cls)
+        lines += ["", f"{cls.__name__}: {(cls.__doc__ or '').strip()}"]
+        for f in dataclasses.fields(cls):
+            default = f"--{f.name}={f.default!r}"
+            lines.append(f"  {default:<32} ({_type_name(hints[f.name])}) {f.metadata.get('help', '')}")
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None = None, cls: type = TrainConfig, prog: str = "python -m agent.train"):
-    """argv -> a `cls` instance. Raises ConfigError (one line) on any bad key or value.
+def parse_args(argv: Sequence[str] | None = None, *classes: type, prog: str = "python -m agent.train"):
+    """argv -> one instance of each dataclass in `classes` (default: TrainConfig alone).
 
-    `--help` prints every field with its default and exits 0.
+    Every key must belong to exactly one class. Raises ConfigError (one line) on any bad key or
+    value; `--help` prints every field with its type and default and exits 0. With one class the
+    instance itself is returned, with several a tuple.
     """
+    classes = classes or (TrainConfig,)
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--help" in argv or "-h" in argv:
-        print(help_text(cls, prog))
+        print(help_text(*classes, prog=prog))
         raise SystemExit(0)
-    hints = get_type_hints(cls)
-    pairs = split_argv(argv, {f.name for f in dataclasses.fields(cls)})
-    values = {k: _convert(k, hints[k], v) for k, v in pairs.items()}
-    return cls(**values)
+    owner = {f.name: cls for cls in classes for f in dataclasses.fields(cls)}
+    pairs = split_argv(argv, set(owner))
+    instances = []
+    for cls in classes:
+        hints = get_type_hints(cls)
+        values = {k: _convert(k, hints[k], v) for k, v in pairs.items() if owner[k] is cls}
+        instances.append(cls(**values))
+    return instances[0] if len(instances) == 1 else tuple(instances)
 
 
 def from_dict(values: dict[str, Any], cls: type = TrainConfig):
@@ -253,3 +263,19 @@ def expected_type(name: str, cls: type = TrainConfig) -> Any:
     if isinstance(tp, types.UnionType) or get_origin(tp) is typing.Union:
         return get_args(tp)[0]
     return tp
+
+
+# Named model sizes. `tiny` runs the same code paths in seconds on a CPU (tests, the smoke sweep,
+# `python -m mae_gap.bench --config tiny`); `full` is SPEC §2's ViT-Tiny MAE (the defaults).
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "tiny": dict(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4,
+                 decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4),
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """TrainConfig of a named size, with any other fields overridden."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return TrainConfig(**{**PRESETS[name], **overrides})

@@ -1,0 +1,323 @@
+"""The Lightning module: one readable train path for the signed-alpha MAE, and `fit()`.
+
+Data lives on the training device as uint8 (SPEC §5); a batch is a tensor of dataset indices,
+gathered and augmented on the device. Metrics are accumulated on the device and read once per
+epoch, so a step never waits on the host. Everything an epoch reports goes out in ONE
+`self.log_dict` call at the end of the training epoch (after validation, which Lightning runs
+first), so a W&B logger sees exactly one history row per epoch (SPEC §4).
+
+All randomness of epoch e (shuffle, crops, flips, masks) is drawn from generators seeded by
+(seed, e): a run resumed from the epoch-(e-1) checkpoint replays epoch e exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from . import metrics as M
+from .config import TrainConfig
+from .data import DataSplits, augment, check_source, load_data, normalize
+from .model import MaskedAutoencoder, param_groups, val_mask_noise
+
+LOSS_TERMS = ("rec", "head_ce", "probe_ce", "loss")  # order of the finite-check flags
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss term went NaN/inf: the run must stop and be marked failed (SPEC §7)."""
+
+    def __init__(self, epoch: int, step: int, term: str):
+        super().__init__(f"non-finite {term} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.term = epoch, step, term
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    # distinct, fixed streams per (seed, epoch): 0 = shuffle, 1 = augmentation + masks
+    return (seed * 1_000_003 + epoch) * 8 + stream
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation of range(n) drawn from (seed, epoch); Lightning calls set_epoch."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch, 0))
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def _index_loader(n: int, batch_size: int, sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
+    # Collating a list of ints into one index tensor is all this loader does; the images stay on the device.
+    return DataLoader(range(n), batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """LR multiplier: linear warmup from ~0 to 1, then cosine down to min_ratio (MAE's schedule)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def knn_accuracy(train_feats, train_labels, val_feats, val_labels, k: int, temperature: float, num_classes: int, chunk: int = 1024) -> float:
+    """Weighted k-NN top-1 (DINO's protocol): cosine similarity, votes weighted by exp(sim / T)."""
+    train_feats = F.normalize(train_feats.float(), dim=1)
+    val_feats = F.normalize(val_feats.float(), dim=1)
+    k = min(k, train_feats.shape[0])
+    correct = torch.zeros((), device=val_feats.device)
+    for start in range(0, val_feats.shape[0], chunk):
+        sim = val_feats[start : start + chunk] @ train_feats.T  # (c, N_train)
+        top_sim, top_idx = sim.topk(k, dim=1)  # (c, k)
+        votes = torch.zeros(sim.shape[0], num_classes, device=sim.device)
+        votes.scatter_add_(1, train_labels[top_idx], (top_sim / temperature).exp())
+        correct += (votes.argmax(1) == val_labels[start : start + chunk]).sum()
+    return (correct / val_feats.shape[0]).item()
+
+
+class MAEGapModule(pl.LightningModule):
+    def __init__(self, cfg: TrainConfig, data: DataSplits):
+        super().__init__()
+        self.cfg = cfg
+        self.model = MaskedAutoencoder(cfg)
+        if cfg.alpha_mode == "weighted" and cfg.alpha == 0:
+            # The head is out of the objective and the optimizer; freezing it also keeps DDP from
+            # waiting for gradients that never come.
+            self.model.head.requires_grad_(False)
+        # torch.compile'd forward for training steps (opt-in). Kept in a tuple so that it is not
+        # registered as a second copy of the model in the state dict.
+        self._compiled = (torch.compile(self.model),) if cfg.compile else ()
+        self.data = data  # moved to the training device in on_fit_start
+        self.history: list[dict[str, float]] = []  # one row per epoch, exactly what is logged
+        self.pending_finite: torch.Tensor | None = None  # last step's finite flags, read one step later
+        self.pending_step = 0
+        self._finite_event = None
+        self._train_s: float | None = None
+        self._train_sums: torch.Tensor | None = None
+        self._val_row: dict[str, float] = {}
+
+    @property
+    def train_forward(self):
+        return self._compiled[0] if self._compiled else self.model
+
+    # ------------------------------------------------------------------ set-up
+
+    def on_fit_start(self) -> None:
+        self.data = self.data.to(self.device)
+        n_val = self.data.val_labels.shape[0]
+        # Fixed validation masks: row i depends only on (mask_seed, i) (SPEC §4).
+        self.val_noise = val_mask_noise(self.cfg.mask_seed, torch.arange(n_val), self.cfg.num_patches).to(self.device)
+
+    def train_dataloader(self) -> DataLoader:
+        n = self.data.train_labels.shape[0]
+        return _index_loader(n, self.cfg.batch_size, EpochShuffle(n, self.cfg.seed), drop_last=n >= self.cfg.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return _index_loader(self.data.val_labels.shape[0], self.cfg.eval_batch_size)
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        fused = self.device.type == "cuda"
+        opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+        total = self.trainer.estimated_stepping_batches
+        steps_per_epoch = max(1, total // cfg.epochs)
+        warmup = max(1, round(cfg.warmup_epochs * steps_per_epoch))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, warmup, total, cfg.min_lr / cfg.lr)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ training
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_t0 = time.perf_counter()
+        self._train_s = None
+        self._train_images = 0
+        self._train_sums = torch.zeros(6, device=self.device)  # loss, rec, head_ce, probe_ce, head_correct, n
+        self.gen = torch.Generator(self.device).manual_seed(_epoch_seed(self.cfg.seed, self.current_epoch, 1))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.check_finite()
+
+    def training_step(self, idx: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        idx = idx.to(self.device, non_blocking=True)
+        imgs = augment(self.data.train_images[idx], generator=self.gen)  # (B, 3, S, S) float
+        labels = self.data.train_labels[idx]
+        noise = torch.rand(idx.shape[0], self.cfg.num_patches, device=self.device, generator=self.gen)
+        out = self.train_forward(imgs, labels, self.cfg.alpha, self.cfg.alpha_mode, noise=noise)
+
+        terms = torch.stack([out.rec_loss, out.head_ce, out.probe_ce, out.loss]).detach().float()
+        self._watch_finite(terms)
+        b = idx.shape[0]
+        correct = (out.head_logits.argmax(1) == labels).sum().float()
+        self._train_sums += torch.cat([terms[[3, 0, 1, 2]] * b, torch.stack([correct, torch.full((), float(b), device=self.device)])])
+        self._train_images += b
+        return out.loss
+
+    def _watch_finite(self, terms: torch.Tensor) -> None:
+        # Copy the flags to the host without waiting; they are read at the start of the next step,
+        # so detection costs no sync in the step and a divergent run stops within one step.
+        flags = torch.isfinite(terms)
+        self._finite_event = None
+        if flags.device.type == "cuda":
+            host = torch.empty(flags.shape, dtype=torch.bool, pin_memory=True)
+            host.copy_(flags, non_blocking=True)
+            self._finite_event = torch.cuda.Event()
+            self._finite_event.record()
+            flags = host
+        self.pending_finite, self.pending_step = flags, self.global_step
+
+    def check_finite(self) -> None:
+        if self.pending_finite is None:
+            return
+        if self._finite_event is not None:
+            self._finite_event.synchronize()  # waits for the previous step's forward only
+        flags, self.pending_finite = self.pending_finite, None
+        if not bool(flags.all()):
+            term = LOSS_TERMS[int((~flags).nonzero()[0])]
+            raise NonFiniteLoss(self.current_epoch + 1, self.pending_step, term)
+
+    # ------------------------------------------------------------------ validation
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(5, device=self.device)  # rec, pixel, head_correct, probe_correct, n
+        self._val_feats: list[torch.Tensor] = []
+
+    def validation_step(self, idx: torch.Tensor, batch_idx: int) -> None:
+        idx = idx.to(self.device, non_blocking=True)
+        imgs = normalize(self.data.val_images[idx])
+        labels = self.data.val_labels[idx]
+        out = self.model.evaluate(imgs, self.val_noise[idx])
+        self._val_sums += torch.stack([
+            out.rec.float().sum(), out.pixel.float().sum(),
+            (out.head_logits.argmax(1) == labels).sum().float(),
+            (out.probe_logits.argmax(1) == labels).sum().float(),
+            torch.tensor(float(idx.shape[0]), device=self.device),
+        ])
+        self._val_feats.append(out.features.float())
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum").tolist()
+        rec, pixel, head_correct, probe_correct, n = sums
+        row = {M.VAL_MSE: rec / n, M.VAL_MSE_PIXEL: pixel / n, M.VAL_HEAD_ACC: head_correct / n, M.VAL_PROBE_ACC: probe_correct / n}
+        epoch = self.current_epoch + 1
+        knn_due = self.cfg.knn_every > 0 and epoch % self.cfg.knn_every == 0
+        row[M.VAL_KNN_ACC] = self.knn_eval() if knn_due else float("nan")
+        self._val_row = row
+
+    @torch.no_grad()
+    def features(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        bs = self.cfg.eval_batch_size
+        return torch.cat([self.model.features(normalize(images_uint8[i : i + bs])).float() for i in range(0, len(images_uint8), bs)])
+
+    def knn_eval(self) -> float:
+        # Every rank holds the whole data set on its device, so every rank can run the same k-NN.
+        was_training = self.model.training
+        self.model.eval()
+        train_feats = self.features(self.data.train_images)
+        val_feats = self.features(self.data.val_images)
+        self.model.train(was_training)
+        return knn_accuracy(train_feats, self.data.train_labels, val_feats, self.data.val_labels,
+                            self.cfg.knn_k, self.cfg.knn_temperature, self.cfg.num_classes)
+
+    # ------------------------------------------------------------------ one row per epoch
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()
+        sums = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum").tolist()
+        loss, rec, head_ce, probe_ce, head_correct, n = sums
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        epoch_s = time.perf_counter() - self._epoch_t0
+        train_s = self._train_s or epoch_s
+        row = {
+            M.EPOCH: float(self.current_epoch + 1),
+            **self._val_row,
+            M.TRAIN_LOSS: loss / n, M.TRAIN_REC_LOSS: rec / n, M.TRAIN_HEAD_CE: head_ce / n,
+            M.TRAIN_PROBE_CE: probe_ce / n, M.TRAIN_HEAD_ACC: head_correct / n,
+            M.TRAIN_LR: self.optimizers().param_groups[0]["lr"],
+            M.PERF_IMG_PER_S: self._train_images * self.trainer.world_size / train_s,
+            M.PERF_EPOCH_S: epoch_s,
+        }
+        self.history.append(row)
+        self.log_dict(row, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=True)
+        self._val_row = {}
+
+    def on_validation_start(self) -> None:
+        # The training part of the epoch ends here; its time gives the throughput.
+        if self.trainer.training and not self.trainer.sanity_checking:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self._train_s = time.perf_counter() - self._epoch_t0
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def resolve_precision(cfg: TrainConfig, accelerator: str) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16-mixed" if accelerator == "gpu" else "32"
+
+
+def resolve_accelerator(cfg: TrainConfig) -> str:
+    if cfg.accelerator != "auto":
+        return cfg.accelerator
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    module: MAEGapModule
+    trainer: pl.Trainer
+    data_fingerprint: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_trainer(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
+    accelerator = resolve_accelerator(cfg)
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices=cfg.devices,
+        precision=resolve_precision(cfg, accelerator),
+        max_epochs=cfg.epochs,
+        logger=logger if logger is not None else False,
+        callbacks=list(callbacks),
+        enable_checkpointing=False,  # checkpoints are the agent's choice, passed in as callbacks
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        deterministic=False,
+        benchmark=accelerator == "gpu",
+    )
+
+
+def fit(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.Callback] = (),
+        ckpt_path: str | None = None, data: DataSplits | None = None) -> FitResult:
+    """Train one run: config -> data -> model -> Lightning. Raises NonFiniteLoss on divergence."""
+    if data is None:
+        check_source(cfg)  # cheap, before any decoding or device work
+        data = load_data(cfg)
+    pl.seed_everything(cfg.seed, workers=False, verbose=False)
+    module = MAEGapModule(cfg, data)
+    trainer = build_trainer(cfg, logger, callbacks)
+    trainer.fit(module, ckpt_path=ckpt_path)
+    return FitResult(module.history, module, trainer, data.fingerprint)

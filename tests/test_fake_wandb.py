@@ -1,0 +1,473 @@
+"""The fake W&B backend (tests/fake_wandb.py) against the real wandb client.
+
+CPU only, no network: the fake listens on 127.0.0.1. Each test gets its own
+fake, its own WANDB_* folders and a fresh wandb-core service.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_wandb import (  # noqa: E402
+    FakeWandb,
+    grid_points,
+    iter_wandb_records,
+    read_offline_history,
+    read_offline_run,
+)
+
+wandb = pytest.importorskip("wandb")
+
+HERE = Path(__file__).parent
+PROGRAMS = HERE / "fake_programs"
+ENTITY, PROJECT = "fake-team", "mae-gap-fake"
+
+# Variables that would leak a developer's W&B setup into a test.
+_LEAKY = (
+    "WANDB_MODE", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_SWEEP_ID", "WANDB_RUN_ID",
+    "WANDB_SWEEP_PARAM_PATH", "WANDB_SERVICE", "WANDB_RESUME", "WANDB_RUN_GROUP",
+    "WANDB_NAME", "WANDB_NOTES", "WANDB_TAGS", "WANDB_JOB_TYPE", "WANDB_DISABLED",
+    "WANDB_SILENT", "WANDB_ORGANIZATION", "WANDB_IDENTITY_TOKEN_FILE",
+)
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    """A started FakeWandb, with this process's wandb pointed at it."""
+    for var in _LEAKY:
+        monkeypatch.delenv(var, raising=False)
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        path = tmp_path / var.lower()
+        path.mkdir()
+        monkeypatch.setenv(var, str(path))
+    server = FakeWandb(entity=ENTITY).start()
+    monkeypatch.setenv("WANDB_BASE_URL", server.url)
+    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
+    wandb.teardown()  # fresh settings singleton + wandb-core for this env
+    try:
+        yield server
+    finally:
+        wandb.teardown()
+        server.stop()
+
+
+def _config_params(runs):
+    return [(r.config["alpha"], r.config.get("lr")) for r in runs]
+
+
+# ---------------------------------------------------------------------------
+# Grid order
+# ---------------------------------------------------------------------------
+
+
+def test_grid_points_follow_wandb_order():
+    cfg = {
+        "method": "grid",
+        "parameters": {
+            "lr": {"values": [1e-3, 1e-4]},
+            "alpha": {"values": [-0.5, 0.0, 0.5]},
+            "epochs": {"value": 10},
+        },
+    }
+    points = grid_points(cfg)
+    assert points == [
+        {"alpha": a, "epochs": 10, "lr": lr}
+        for a in (-0.5, 0.0, 0.5)
+        for lr in (1e-3, 1e-4)
+    ]
+    sweeps = pytest.importorskip("sweeps")  # W&B's own engine, when installed
+    done = []
+    while True:
+        (nxt,) = sweeps.next_runs(cfg, done)
+        if nxt is None:
+            break
+        nxt.state = sweeps.RunState.finished
+        done.append(nxt)
+    assert [{k: v["value"] for k, v in r.config.items()} for r in done] == points
+
+
+def test_wandb_sweep_creates_the_sweep_on_the_fake(fake):
+    config = {
+        "method": "grid",
+        "program": "agent/train.py",
+        "command": ["${env}", "${interpreter}", "-m", "agent.train", "${args}"],
+        "parameters": {"alpha": {"values": [-1.0, 0.0, 1.0]}, "lr": {"value": 1e-4}},
+    }
+    sid = wandb.sweep(config, entity=ENTITY, project=PROJECT)
+    assert fake.requests[-1] == "UpsertSweep"
+    stored = fake.get_sweep(sid)
+    assert (stored.entity, stored.project) == (ENTITY, PROJECT)
+    assert stored.config == config  # floats survive the YAML round trip
+    api = wandb.Api()
+    assert api.sweep(f"{ENTITY}/{PROJECT}/{sid}").config == config
+
+
+# ---------------------------------------------------------------------------
+# The agent protocol, through the same client functions `wandb agent` uses
+# ---------------------------------------------------------------------------
+
+
+def test_agent_protocol_grid_one_at_a_time_requeue_and_exit(fake):
+    from wandb.apis.public.sweeps import _agent_heartbeat, _register_agent, _sweep_with_runs
+
+    sid = fake.add_sweep(
+        ENTITY,
+        PROJECT,
+        {
+            "method": "grid",
+            "program": "train.py",
+            "parameters": {"alpha": {"values": [-1, 0, 1]}, "lr": {"value": 1e-4}},
+        },
+    )
+    api = wandb.Api(overrides={"entity": ENTITY, "project": PROJECT})
+    sweep = _sweep_with_runs(api, sid, "{}")
+    assert sweep["name"] == sid and sweep["state"] == "RUNNING"
+    agent_id = _register_agent(api, "host-a", sweep_id=sid)["id"]
+
+    (cmd,) = _agent_heartbeat(api, agent_id, {}, {})
+    assert cmd["type"] == "run" and cmd["program"] == "train.py"
+    assert cmd["args"] == {"alpha": {"value": -1}, "lr": {"value": 1e-4}}
+    first = cmd["run_id"]
+    # While its run is alive the agent gets nothing new.
+    assert _agent_heartbeat(api, agent_id, {}, {first: True}) == []
+    assert fake.get_run(ENTITY, PROJECT, first).state == "running"
+
+    # Preempted: the run goes back to the queue and comes back as "resume".
+    fake.requeue(first)
+    (cmd,) = _agent_heartbeat(api, agent_id, {}, {})
+    assert (cmd["type"], cmd["run_id"]) == ("resume", first)
+    assert cmd["args"]["alpha"] == {"value": -1}
+
+    seen = []
+    for _ in range(2):
+        (cmd,) = _agent_heartbeat(api, agent_id, {}, {})
+        assert cmd["type"] == "run"
+        seen.append(cmd["args"]["alpha"]["value"])
+    assert seen == [0, 1]
+    assert _agent_heartbeat(api, agent_id, {}, {}) == [{"type": "exit"}]
+    assert fake.get_sweep(sid).state == "FINISHED"
+    assert [c["args"]["alpha"]["value"] for c in fake.issued(sid)] == [-1, -1, 0, 1]
+    # Issued runs are real runs of the sweep for the public API.
+    runs = list(api.runs(f"{ENTITY}/{PROJECT}", filters={"sweep": sid}, lazy=False))
+    assert [r.config["alpha"] for r in runs] == [-1, 0, 1]
+    assert {r.state for r in runs} == {"finished"}
+    assert {r.sweep_name for r in runs} == {sid}
+
+
+# ---------------------------------------------------------------------------
+# The real `wandb agent` CLI, children offline
+# ---------------------------------------------------------------------------
+
+
+def test_wandb_agent_cli_runs_a_grid_end_to_end(fake, tmp_path):
+    sid = fake.add_sweep(
+        ENTITY,
+        PROJECT,
+        {
+            "method": "grid",
+            "program": "log_rows.py",
+            # The SPEC's command form, with a module on PYTHONPATH.
+            "command": ["${env}", "${interpreter}", "-m", "log_rows", "${args}"],
+            "parameters": {
+                "alpha": {"values": [-1, 0, 1]},
+                "lr": {"value": 0.0001},
+                "flag": {"value": False},
+            },
+        },
+    )
+    out = tmp_path / "children"
+    env = dict(os.environ)
+    env.update(
+        WANDB_MODE="offline",  # inherited by the children; the agent ignores it
+        FAKE_PROGRAM_OUT=str(out),
+        PYTHONPATH=os.pathsep.join([str(PROGRAMS), env.get("PYTHONPATH", "")]),
+        # ${interpreter} expands to the literal "python": put ours first.
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+    )
+    cli = Path(sys.executable).parent / "wandb"
+    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "wandb"]
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [*cmd, "agent", f"{ENTITY}/{PROJECT}/{sid}"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    elapsed = time.monotonic() - t0
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert elapsed < 100, elapsed  # ~21 s here: the agent polls every 5 s
+
+    issued = fake.issued(sid)
+    assert [c["type"] for c in issued] == ["run"] * 3
+    assert [c["args"]["alpha"]["value"] for c in issued] == [-1, 0, 1]
+    expanded = "/usr/bin/env python -m log_rows --alpha=-1 --flag=False --lr=0.0001"
+    assert f"About to run command: {expanded}" in log
+
+    ops = fake.requests
+    assert ops[:3] == ["Viewer", "SweepWithRuns", "CreateAgent"]
+    assert ops.count("Heartbeat") >= 4  # three runs, then "exit"
+    assert fake.get_sweep(sid).state == "FINISHED"
+
+    for cmd_, alpha in zip(issued, (-1, 0, 1), strict=True):
+        rid = cmd_["run_id"]
+        seen = json.loads((out / f"{rid}.json").read_text())
+        assert seen["argv"] == [f"--alpha={alpha}", "--flag=False", "--lr=0.0001"]
+        assert seen["config"] == {"alpha": alpha, "flag": False, "lr": 0.0001}
+        assert seen["offline"] is True
+        assert Path(seen["executable"]).parent == Path(sys.executable).parent
+        e = seen["env"]
+        assert e["WANDB_SWEEP_ID"] == sid and e["WANDB_RUN_ID"] == rid
+        assert (e["WANDB_ENTITY"], e["WANDB_PROJECT"]) == (ENTITY, PROJECT)
+        assert e["WANDB_SWEEP_PARAM_PATH"] == os.path.join(
+            os.environ["WANDB_DIR"], "wandb", f"sweep-{sid}", f"config-{rid}.yaml"
+        )
+
+        run_dir = Path(seen["run_dir"])
+        rows = read_offline_history(run_dir)
+        assert [(r["_step"], r["epoch"], r["alpha"]) for r in rows] == [
+            (0, 1, alpha), (1, 2, alpha)
+        ]
+        assert [r["val/mse"] for r in rows] == [1.0 + alpha, 0.5 + alpha]
+        info = read_offline_run(run_dir)
+        assert info["run_id"] == rid and info["sweep_id"] == sid
+        assert info["config"]["alpha"] == alpha and info["complete"]
+        assert info["exit_code"] == 0
+        assert info["summary"]["epoch"] == 2
+
+    # The agent's runs are registered: the public API lists them.
+    api = wandb.Api()
+    runs = list(api.runs(f"{ENTITY}/{PROJECT}", filters={"sweep": sid}, lazy=False))
+    assert [r.id for r in runs] == [c["run_id"] for c in issued]
+    assert [r.config["alpha"] for r in runs] == [-1, 0, 1]
+    assert {r.state for r in runs} == {"finished"}
+
+    # A run killed mid-write: the reader keeps the complete records before it.
+    wfile = next(Path(json.loads((out / f"{issued[0]['run_id']}.json").read_text())
+                      ["run_dir"]).glob("run-*.wandb"))
+    cut = tmp_path / "cut" / wfile.name
+    cut.parent.mkdir()
+    data = wfile.read_bytes()
+    cut.write_bytes(data[: len(data) - 40])
+    whole = sum(1 for _ in iter_wandb_records(wfile))
+    partial = sum(1 for _ in iter_wandb_records(cut))
+    assert 0 < partial < whole
+    assert not read_offline_run(cut.parent)["complete"]
+
+
+# ---------------------------------------------------------------------------
+# The public API: runs, sweep, history
+# ---------------------------------------------------------------------------
+
+KEYS = ["epoch", "val/mse", "val/probe_acc"]
+
+
+def _populate(fake, n_runs=26, epochs=50):
+    alphas = [-10, -5, -2, -1, -0.5, -0.1, -0.05, -0.01, -0.005, -0.001, -0.0001,
+              -0.00001, 0.0, 0.00001, 0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+              1, 2, 5, 10, 20][:n_runs]
+    sid = fake.add_sweep(
+        ENTITY, PROJECT,
+        {"method": "grid", "parameters": {"alpha": {"values": alphas}}},
+    )
+    expected = {}
+    for i, a in enumerate(alphas):
+        rows = [
+            {"epoch": e, "val/mse": 1.0 / e + i, "val/probe_acc": 0.01 * e,
+             "train/loss": 2.0 / e}
+            for e in range(1, epochs + 1)
+        ]
+        rid = f"run{i:03d}"
+        fake.add_run(
+            ENTITY, PROJECT, rid,
+            config={"alpha": a, "lr": 1.5e-4, "epochs": epochs},
+            summary=dict(rows[-1]),
+            state="finished" if i else "crashed",
+            history_rows=rows,
+            sweep_id=sid,
+        )
+        expected[rid] = (a, rows)
+    fake.add_run(ENTITY, PROJECT, "not-in-sweep", config={"alpha": 99})
+    return sid, expected
+
+
+def test_public_api_pulls_26_runs_x_50_epochs_fast(fake):
+    sid, expected = _populate(fake)
+    api = wandb.Api()
+    fake.clear_requests()
+    t0 = time.monotonic()
+    runs = api.runs(f"{ENTITY}/{PROJECT}", filters={"sweep": sid}, lazy=False)
+    assert len(runs) == 26
+    pulled = {}
+    for run in runs:
+        rows = list(run.scan_history(keys=KEYS, page_size=1000))
+        pulled[run.id] = (run.config, dict(run.summary), run.state, run.sweep_name, rows)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 10, elapsed
+
+    assert list(pulled) == list(expected)
+    for rid, (config, summary, state, sweep_name, rows) in pulled.items():
+        alpha, stored = expected[rid]
+        assert config == {"alpha": alpha, "lr": 1.5e-4, "epochs": 50}
+        assert summary["epoch"] == 50 and summary["val/mse"] == stored[-1]["val/mse"]
+        assert state == ("crashed" if rid == "run000" else "finished")
+        assert sweep_name == sid
+        assert len(rows) == 50
+        # Only the requested keys (plus _step) come back, in step order.
+        assert [r["_step"] for r in rows] == list(range(50))
+        assert [{k: r[k] for k in KEYS} for r in rows] == [
+            {k: s[k] for k in KEYS} for s in stored
+        ]
+        assert all("train/loss" not in r for r in rows)
+    # One runs page (50 per page), then per run: historyKeys, parquet probe, one page.
+    assert fake.count("Runs") == 1
+    assert fake.count("SampledHistoryPage") == 26
+    print(f"\n26 runs x 50 epochs pulled in {elapsed:.2f} s, {fake.count()} requests")
+
+
+def test_runs_pagination_lazy_and_sweep_object(fake):
+    sid, expected = _populate(fake, n_runs=7, epochs=3)
+    api = wandb.Api()
+    fake.clear_requests()
+    runs = api.runs(f"{ENTITY}/{PROJECT}", filters={"sweep": sid}, per_page=3)
+    ids = [r.id for r in runs]
+    assert ids == list(expected)
+    assert fake.count("Runs") == 3  # 3 + 3 + 1
+    assert len(runs) == 7
+    # lazy=True lists without config; touching it loads the run.
+    before = fake.count("Run")
+    assert runs[2].config["alpha"] == expected["run002"][0]
+    assert fake.count("Run") == before + 1
+
+    newest_first = api.runs(f"{ENTITY}/{PROJECT}", filters={"sweep": sid},
+                            order="-created_at")
+    assert [r.id for r in newest_first] == ids[::-1]
+    finished = api.runs(
+        f"{ENTITY}/{PROJECT}",
+        filters={"$and": [{"sweep": sid}, {"state": {"$in": ["finished"]}}]},
+    )
+    assert [r.id for r in finished] == ids[1:]
+    negative = api.runs(
+        f"{ENTITY}/{PROJECT}",
+        filters={"sweep": sid, "config.alpha.value": {"$lt": 0}},
+    )
+    assert [r.id for r in negative] == ids  # the 7 most negative alphas
+    assert len(api.runs(f"{ENTITY}/{PROJECT}", filters={"config.alpha": 99})) == 1
+    everything = api.runs(f"{ENTITY}/{PROJECT}")
+    assert len(everything) == 8
+
+    sweep = api.sweep(f"{ENTITY}/{PROJECT}/{sid}")
+    assert sweep.id == sid
+    assert sweep.config["method"] == "grid"
+    assert sweep.config["parameters"]["alpha"]["values"][:3] == [-10, -5, -2]
+    assert [r.id for r in sweep.runs] == ids
+    assert sweep.expected_run_count == 7
+
+
+def test_scan_history_keeps_only_rows_with_all_keys_and_pages(fake):
+    rows = [{"epoch": e, "val/mse": 1.0 / e} for e in range(1, 26)]
+    for r in rows[::5]:
+        r["val/knn_acc"] = 0.5  # only every 5th epoch has k-NN
+    fake.add_run(ENTITY, PROJECT, "knn", config={"alpha": 0.0}, history_rows=rows)
+    api = wandb.Api()
+    run = api.run(f"{ENTITY}/{PROJECT}/knn")
+
+    knn = list(run.scan_history(keys=["epoch", "val/knn_acc"], page_size=7))
+    assert [r["epoch"] for r in knn] == [1, 6, 11, 16, 21]
+    assert all(set(r) == {"_step", "epoch", "val/knn_acc"} for r in knn)
+
+    fake.clear_requests()
+    full = list(run.scan_history(page_size=10))
+    assert [r["epoch"] for r in full] == list(range(1, 26))
+    assert fake.count("HistoryPage") == 3
+    assert full[0] == {"_step": 0, "epoch": 1, "val/mse": 1.0, "val/knn_acc": 0.5}
+
+    sampled = run.history(keys=["val/mse"], pandas=False)
+    assert len(sampled) == 25 and set(sampled[0]) == {"_step", "val/mse"}
+    assert len(run.history(pandas=False)) == 25
+
+
+# ---------------------------------------------------------------------------
+# Faults and auth
+# ---------------------------------------------------------------------------
+
+
+def test_429_twice_then_200_is_retried_by_wandb_core(fake):
+    sid, expected = _populate(fake, n_runs=3, epochs=2)
+    api = wandb.Api()
+    fake.clear_requests()
+    # Retry-After: 0 keeps the test fast; wandb-core honours the header.
+    fake.fail_next(429, times=2, headers={"Retry-After": "0"}, op="Runs")
+    t0 = time.monotonic()
+    runs = list(api.runs(f"{ENTITY}/{PROJECT}", filters={"sweep": sid}, lazy=False))
+    assert [r.id for r in runs] == list(expected)
+    assert fake.count("Runs") == 3
+    assert [q.status for q in fake.request_log if q.op == "Runs"] == [429, 429, 200]
+    assert fake.pending_faults() == 0
+
+    fake.fail_next(500, times=1, headers={"Retry-After": "0"})  # any next request
+    rows = list(runs[1].scan_history(keys=["epoch"]))
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert 500 in [q.status for q in fake.request_log]
+    assert time.monotonic() - t0 < 10
+
+
+def test_retry_after_is_honoured(fake):
+    fake.add_run(ENTITY, PROJECT, "r", config={"alpha": 1})
+    api = wandb.Api()
+    fake.fail_next(429, times=1, headers={"Retry-After": "1"}, op="Run")
+    t0 = time.monotonic()
+    assert api.run(f"{ENTITY}/{PROJECT}/r").config == {"alpha": 1}
+    assert 0.9 < time.monotonic() - t0 < 5
+    assert [q.status for q in fake.request_log if q.op == "Run"] == [429, 200]
+
+
+def _post(url, body, key=None):
+    req = urllib.request.Request(
+        url + "/graphql", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    if key is not None:
+        req.add_header("Authorization",
+                       "Basic " + base64.b64encode(f"api:{key}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw or b"{}")
+        except ValueError:
+            return e.code, raw.decode()
+
+
+def test_auth_request_log_and_unknown_operations():
+    with FakeWandb(require_api_key=True) as strict, FakeWandb() as lenient:
+        q = {"query": "query Viewer { viewer { entity } }"}
+        assert _post(strict.url, q)[0] == 401
+        assert _post(strict.url, q, key="x" * 40)[0] == 401
+        status, body = _post(strict.url, q, key=strict.api_key)
+        assert status == 200 and body["data"]["viewer"]["entity"] == "fake-entity"
+        assert _post(lenient.url, q, key="0123456789" * 4)[0] == 200
+        status, body = _post(lenient.url, {"query": "query Nope { x }"}, key="k" * 40)
+        assert status == 200 and "unsupported operation 'Nope'" in body["errors"][0]["message"]
+        assert lenient.requests == ["Viewer", "Nope"]
+        lenient.clear_requests()
+        assert lenient.count() == 0
+        lenient.fail_next(503, times=1, body="busy")
+        assert _post(lenient.url, q, key="k" * 40)[0] == 503
+        assert _post(lenient.url, q, key="k" * 40)[0] == 200
