@@ -13,11 +13,14 @@ All randomness of epoch e (shuffle, crops, flips, masks) is drawn from generator
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Checkpoint
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
@@ -247,7 +250,7 @@ class MAEGapModule(pl.LightningModule):
         epoch_s = time.perf_counter() - self._epoch_t0
         train_s = self._train_s or epoch_s
         row = {
-            M.EPOCH: float(self.current_epoch + 1),
+            M.EPOCH: self.current_epoch + 1,
             **self._val_row,
             M.TRAIN_LOSS: loss / n, M.TRAIN_REC_LOSS: rec / n, M.TRAIN_HEAD_CE: head_ce / n,
             M.TRAIN_PROBE_CE: probe_ce / n, M.TRAIN_HEAD_ACC: head_correct / n,
@@ -256,7 +259,12 @@ class MAEGapModule(pl.LightningModule):
             M.PERF_EPOCH_S: epoch_s,
         }
         self.history.append(row)
-        self.log_dict(row, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=True)
+        # Straight to the loggers (rank 0 only), not through self.log: the row must be out before
+        # the epoch checkpoint is written (EpochCheckpoint runs after this hook), so that a run
+        # killed in between repeats an epoch (analysis keeps the last copy) but never loses one.
+        if self.global_rank == 0:
+            for logger in self.loggers:
+                logger.log_metrics(row, step=self.global_step)
         self._val_row = {}
 
     def on_validation_start(self) -> None:
@@ -265,6 +273,25 @@ class MAEGapModule(pl.LightningModule):
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self._train_s = time.perf_counter() - self._epoch_t0
+
+
+class EpochCheckpoint(Checkpoint):
+    """Keeps only the latest epoch-end checkpoint at `path`, written atomically.
+
+    A `Checkpoint` subclass so that Lightning calls it after the module's on_train_epoch_end (the
+    epoch's row is logged first). Write to a temporary file, then rename: a preempted run never
+    finds a half-written checkpoint.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
 
 
 # ---------------------------------------------------------------------- entry point
@@ -300,7 +327,8 @@ def build_trainer(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.C
         max_epochs=cfg.epochs,
         logger=logger if logger is not None else False,
         callbacks=list(callbacks),
-        enable_checkpointing=False,  # checkpoints are the agent's choice, passed in as callbacks
+        # Checkpoints are the caller's choice (EpochCheckpoint); no default ModelCheckpoint.
+        enable_checkpointing=any(isinstance(cb, Checkpoint) for cb in callbacks),
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
