@@ -58,6 +58,7 @@ class TrainConfig:
     beta2: float = _f(0.95, "AdamW beta2")
     warmup_epochs: float = _f(1.0, "linear warmup length in epochs, then cosine to min_lr")
     min_lr: float = _f(0.0, "learning rate at the end of the cosine schedule")
+    head_lr_scale: float = _f(10.0, "lr multiplier of the head and the probe (own group of the one AdamW): linear heads need a larger lr to keep up")
 
     # --- data (SPEC section 5)
     dataset: Literal["imagenette", "folder", "digits", "synthetic"] = _f(
@@ -129,7 +130,7 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("epochs", "batch_size", "eval_batch_size", "depth", "decoder_depth", "num_classes", "devices"):
         if getattr(cfg, name) < 1:
             problems.append(f"{name}={getattr(cfg, name)} must be at least 1")
-    for name in ("lr", "knn_temperature"):
+    for name in ("lr", "knn_temperature", "head_lr_scale"):
         if not getattr(cfg, name) > 0:
             problems.append(f"{name}={getattr(cfg, name)} must be positive")
     if cfg.knn_k < 1:

@@ -243,7 +243,7 @@ def param_groups(model: MaskedAutoencoder, cfg: TrainConfig) -> list[dict]:
     """Parameter groups for the single AdamW (one optimizer, so AMP's GradScaler sees every loss).
 
     decay: weight matrices (and the patch-embedding conv); no_decay: norms, biases, tokens;
-    heads: head + probe without decay. Weighted mode at alpha 0 leaves the head out entirely.
+    heads: head + probe without decay, at head_lr_scale x lr. Weighted mode at alpha 0 leaves the head out entirely.
     Position embeddings are buffers, and frozen parameters are skipped, so neither appears.
     """
     skip_head = cfg.alpha_mode == "weighted" and cfg.alpha == 0
@@ -258,7 +258,8 @@ def param_groups(model: MaskedAutoencoder, cfg: TrainConfig) -> list[dict]:
         else:
             groups["decay"].append(p)
     wd = {"decay": cfg.weight_decay, "no_decay": 0.0, "heads": 0.0}
-    return [{"name": k, "params": v, "weight_decay": wd[k]} for k, v in groups.items() if v]
+    lr = {"decay": cfg.lr, "no_decay": cfg.lr, "heads": cfg.lr * cfg.head_lr_scale}
+    return [{"name": k, "params": v, "weight_decay": wd[k], "lr": lr[k]} for k, v in groups.items() if v]
 
 
 _MASK64 = (1 << 64) - 1

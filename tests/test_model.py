@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mae_gap.config import TrainConfig
+from mae_gap.config import TrainConfig, preset
 from mae_gap.losses import grad_scale, signed_alpha_objective
 from mae_gap.model import EvalOutput, MaskedAutoencoder, StepOutput, param_groups, val_mask_noise
 
@@ -342,3 +342,10 @@ def test_rec_loss_is_mean_of_per_image_rec():
         latent, mask, ids = m.forward_encoder(imgs, m.mask_ratio, noise)
         rec, _ = m.patch_losses(imgs, m.forward_decoder(latent, ids), mask)
     torch.testing.assert_close(out.rec_loss, rec.mean())
+
+
+def test_heads_group_has_its_own_scaled_lr():
+    cfg = preset("tiny", lr=2e-4, head_lr_scale=10.0)
+    groups = {g["name"]: g for g in param_groups(MaskedAutoencoder(cfg), cfg)}
+    assert groups["heads"]["lr"] == pytest.approx(2e-3)
+    assert groups["decay"]["lr"] == groups["no_decay"]["lr"] == pytest.approx(2e-4)
