@@ -1,4 +1,4 @@
-"""A small fake W&B backend for tests, plus a reader for offline ``.wandb`` files.
+"""A small fake W&B backend for tests (the offline ``.wandb`` readers live in analysis.offline).
 
 ``FakeWandb`` is an HTTP server (standard library ``http.server`` + a thread,
 bound to 127.0.0.1 on a free port) that answers the GraphQL operations the real
@@ -30,10 +30,9 @@ through ``LightweightRunFragment`` (``Api.runs(lazy=True)``, the default) leaves
 out config/summary/system metrics as the real server does, so the client's
 lazy-loading path is exercised too.
 
-The module's pure functions ``iter_wandb_records``, ``read_offline_history`` and
-``read_offline_run`` parse the ``run-*.wandb`` file of an offline run (wandb
-0.31 has no Python reader of its own any more). They do not depend on the fake
-and are meant to move into ``analysis/`` later.
+The offline readers ``iter_wandb_records``, ``read_offline_history`` and
+``read_offline_run`` (parsers of an offline run's ``run-*.wandb`` file) live in
+``analysis.offline``; this module re-exports them for older imports.
 """
 
 from __future__ import annotations
@@ -42,19 +41,24 @@ import base64
 import gzip
 import itertools
 import json
-import math
 import random
 import re
 import string
-import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
+
+# The offline ``.wandb`` readers are product code (``--offline`` needs them); re-exported here
+# for the tests that import them from the fake.
+from analysis.offline import (  # noqa: F401
+    iter_wandb_records,
+    read_offline_history,
+    read_offline_run,
+)
 
 __all__ = [
     "FakeWandb",
@@ -1109,146 +1113,3 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(op, variables, status, query)
         out = results if batch else results[0]
         self._send(status, json.dumps(out).encode())
-
-
-# ---------------------------------------------------------------------------
-# Offline .wandb files (pure functions; to move into analysis/)
-# ---------------------------------------------------------------------------
-
-_LOG_BLOCK = 32768
-_LOG_HEADER = struct.Struct("<IHB")  # crc32, length, record type
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-
-
-def iter_wandb_records(path: str | Path) -> Iterator[Any]:
-    """Yield the ``wandb_internal_pb2.Record`` messages of a ``.wandb`` file.
-
-    The file is a LevelDB-style log: a 7-byte file header (":W&B", magic
-    0xBEE1, version 0), then 32 KiB blocks of chunks, each with a 7-byte header
-    (CRC-32 of the type byte and data, length, type FULL/FIRST/MIDDLE/LAST).
-    Reading stops quietly at a truncated or corrupt chunk (a run killed while
-    writing), keeping everything before it.
-    """
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = Path(path).read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{path}: not a W&B transaction log")
-    pos = 7
-    pending: bytes | None = None
-    while True:
-        left = _LOG_BLOCK - pos % _LOG_BLOCK
-        if left < _LOG_HEADER.size:  # block trailer padding
-            pos += left
-            continue
-        if pos + _LOG_HEADER.size > len(data):
-            return
-        crc, length, rtype = _LOG_HEADER.unpack_from(data, pos)
-        if rtype == 0 and length == 0:  # zero padding: skip to the next block
-            pos += left
-            continue
-        chunk = data[pos + _LOG_HEADER.size : pos + _LOG_HEADER.size + length]
-        if len(chunk) < length:
-            return
-        if zlib.crc32(chunk, zlib.crc32(bytes([rtype]))) & 0xFFFFFFFF != crc:
-            return
-        pos += _LOG_HEADER.size + length
-        if rtype == _FULL:
-            pending, whole = None, chunk
-        elif rtype == _FIRST:
-            pending, whole = chunk, None
-        elif rtype == _MIDDLE and pending is not None:
-            pending, whole = pending + chunk, None
-        elif rtype == _LAST and pending is not None:
-            pending, whole = None, pending + chunk
-        else:
-            return
-        if whole is not None:
-            rec = pb.Record()
-            rec.ParseFromString(whole)
-            yield rec
-
-
-def _item_key(item: Any) -> str:
-    return ".".join(item.nested_key) if item.nested_key else item.key
-
-
-def _item_value(item: Any) -> Any:
-    if item.value_json:
-        return json.loads(item.value_json)
-    kind = item.WhichOneof("value") if "value" in item.DESCRIPTOR.oneofs_by_name else None
-    if kind in (None, "none"):
-        return None
-    val = getattr(item, kind)
-    if kind == "json":
-        return json.loads(val)
-    if kind == "number" and isinstance(val, float) and not math.isfinite(val):
-        return val
-    return val
-
-
-def _find_wandb_file(run_dir: str | Path) -> Path:
-    p = Path(run_dir)
-    if p.is_file():
-        return p
-    files = sorted(p.glob("run-*.wandb"))
-    if not files:
-        raise FileNotFoundError(f"no run-*.wandb file in {p}")
-    return files[0]
-
-
-def read_offline_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """History rows of an offline run, in logged order.
-
-    ``run_dir`` is an ``offline-run-*`` folder (or the ``.wandb`` file itself).
-    Each row is ``{key: value}`` including W&B's ``_step``, ``_runtime`` and
-    ``_timestamp``; nested keys are joined with ".".
-    """
-    rows = []
-    for rec in iter_wandb_records(_find_wandb_file(run_dir)):
-        if rec.WhichOneof("record_type") == "history":
-            rows.append({_item_key(i): _item_value(i) for i in rec.history.item})
-    return rows
-
-
-def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
-    """Everything analysis needs from an offline run folder: ``run_id``,
-    ``entity``, ``project``, ``sweep_id``, ``config`` (plain values),
-    ``summary``, ``history`` (list of rows), ``exit_code`` (None if the run did
-    not end cleanly) and ``complete`` (whether an exit record was written)."""
-    out: dict[str, Any] = {
-        "run_id": None, "entity": None, "project": None, "sweep_id": None,
-        "config": {}, "summary": {}, "history": [], "exit_code": None,
-        "complete": False,
-    }
-    for rec in iter_wandb_records(_find_wandb_file(run_dir)):
-        kind = rec.WhichOneof("record_type")
-        if kind == "run":
-            r = rec.run
-            out.update(run_id=r.run_id, entity=r.entity or None,
-                       project=r.project or None, sweep_id=r.sweep_id or None)
-            for item in r.config.update:
-                out["config"][_item_key(item)] = json.loads(item.value_json)
-        elif kind == "config":
-            for item in rec.config.update:
-                out["config"][_item_key(item)] = json.loads(item.value_json)
-            for item in rec.config.remove:
-                out["config"].pop(_item_key(item), None)
-        elif kind == "history":
-            out["history"].append(
-                {_item_key(i): _item_value(i) for i in rec.history.item}
-            )
-        elif kind == "summary":
-            for item in rec.summary.update:
-                out["summary"][_item_key(item)] = json.loads(item.value_json)
-            for item in rec.summary.remove:
-                out["summary"].pop(_item_key(item), None)
-        elif kind == "exit":
-            out["exit_code"] = rec.exit.exit_code
-            out["complete"] = True
-    out["config"].pop("_wandb", None)
-    out["summary"] = {
-        k: v for k, v in out["summary"].items()
-        if k != "_wandb" and not k.startswith("_wandb.")
-    }
-    return out

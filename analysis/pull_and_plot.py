@@ -1,0 +1,314 @@
+"""The analysis command (SPEC section 8): pull a sweep, pick the runs, Γ and ρ, plots, upload.
+
+    python -m analysis.pull_and_plot ENTITY/PROJECT/SWEEP_ID          # W&B API (cached)
+    python -m analysis.pull_and_plot SWEEP_ID --entity E --project P
+    python -m analysis.pull_and_plot --offline wandb/                 # offline runs, no account
+    python -m analysis.pull_and_plot --help
+
+Writes into --out (default outputs/analysis/<sweep id>): trajectories.parquet and .csv (the
+tidy table of the runs used), gap_statistics.json (Γ, ρ, intervals, bins, per-sign
+statistics, run counts, exclusions and the exact inputs), the PNGs of analysis.plots, and
+cache/ (the pulled runs). Then, unless --no-upload, an analysis run on W&B (an offline run
+under WANDB_MODE=offline); --report builds the sweep's W&B Report. Exit status 0 on success,
+1 on an error (one line on stderr), 2 on a bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from analysis import DEFAULT_ACC_KEY, DEFAULT_BINS, DEFAULT_MSE_KEY, METRIC_COLUMNS, RUN_ID
+
+PROG = "python -m analysis.pull_and_plot"
+TRAJECTORIES = "trajectories"
+STATS_JSON = "gap_statistics.json"
+DEFAULT_OUT = Path("outputs") / "analysis"
+SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")  # = analysis.report.SWEEP_ENV
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Pull every run of a W&B sweep (or read offline runs), compute the tube volume Γ and "
+            "Spearman's ρ between reconstruction MSE and accuracy, plot, and upload the analysis."
+        ),
+        epilog=(
+            "SWEEP is ENTITY/PROJECT/SWEEP_ID, or SWEEP_ID with --entity/--project (or "
+            "WANDB_ENTITY/WANDB_PROJECT). Runs that crashed, failed or still run, runs missing "
+            "a metric and duplicate grid points are named and left out."
+        ),
+    )
+    p.add_argument("sweep", nargs="?", metavar="SWEEP", help="the sweep (optional with --offline)")
+    p.add_argument("--offline", metavar="DIR", help="read offline W&B runs (run-*.wandb) under DIR instead of the API")
+    p.add_argument("--out", metavar="DIR", help=f"output folder (default: {DEFAULT_OUT}/<sweep id>)")
+    p.add_argument("--acc", default=DEFAULT_ACC_KEY, metavar="KEY", help=f"accuracy metric (default: {DEFAULT_ACC_KEY})")
+    p.add_argument("--mse", default=DEFAULT_MSE_KEY, metavar="KEY", help=f"reconstruction metric (default: {DEFAULT_MSE_KEY})")
+    p.add_argument("--bins", type=int, default=DEFAULT_BINS, metavar="N", help=f"MSE bins of Γ (default: {DEFAULT_BINS})")
+    p.add_argument("--boot", type=int, default=1000, metavar="N", help="bootstrap resamples of runs, 0 = no intervals (default: 1000)")
+    p.add_argument("--no-upload", action="store_true", help="do not log the analysis run to W&B")
+    p.add_argument("--report", action="store_true", help="build the sweep's W&B Report (needs W&B online)")
+    p.add_argument("--refresh", action="store_true", help="re-pull every run instead of reading the cache")
+    p.add_argument("--include-unfinished", action="store_true", help="keep crashed, failed and running runs")
+    p.add_argument("--entity", metavar="E", help="W&B entity of a bare SWEEP_ID (default: $WANDB_ENTITY or yours)")
+    p.add_argument("--project", metavar="P", help="W&B project of a bare SWEEP_ID (default: $WANDB_PROJECT)")
+    p.add_argument("--workers", type=int, default=16, metavar="N", help="parallel history pulls (default: 16)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # The analysis is never part of a sweep, even when started from an agent's shell.
+    for var in SWEEP_ENV:
+        os.environ.pop(var, None)
+    try:
+        return run(args)
+    except CliError as err:
+        print(f"{PROG.split()[-1]}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG.split()[-1]}: interrupted (pulled runs are cached; re-run to resume)", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.pull import PullError
+
+    for flag, key in (("--acc", args.acc), ("--mse", args.mse)):
+        if key not in METRIC_COLUMNS:
+            raise CliError(f"unknown metric key {key!r} for {flag} (known: {', '.join(METRIC_COLUMNS)})")
+    if args.bins < 1:
+        raise CliError(f"--bins must be >= 1, got {args.bins}")
+    if args.boot < 0:
+        raise CliError(f"--boot must be >= 0, got {args.boot}")
+    if not args.sweep and not args.offline:
+        raise CliError("give a SWEEP (ENTITY/PROJECT/SWEEP_ID) or --offline DIR")
+    if args.offline and not Path(args.offline).is_dir():
+        raise CliError(f"--offline folder {args.offline} does not exist")
+
+    try:
+        result = load(args)
+    except PullError as err:
+        raise CliError(str(err)) from None
+    out_dir = Path(args.out) if args.out else DEFAULT_OUT / result.sweep_id
+    return analyse(args, result, out_dir)
+
+
+def load(args: argparse.Namespace):
+    """The PullResult of the API (cached) or of the offline folder."""
+    if args.offline:
+        from analysis.offline import load_offline_runs
+
+        return load_offline_runs(args.offline, args.sweep)
+    from analysis.pull import parse_sweep, pull_sweep
+
+    _, _, sid = parse_sweep(args.sweep, args.entity, args.project)
+    out_dir = Path(args.out) if args.out else DEFAULT_OUT / sid
+    return pull_sweep(
+        args.sweep, out_dir, entity=args.entity, project=args.project, refresh=args.refresh,
+        workers=max(1, args.workers), progress=lambda s: print(s, flush=True),
+    )
+
+
+def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
+    from analysis import plots
+    from analysis.pull import select_runs
+    from analysis.stats import gap_statistics, to_json_safe
+
+    table = result.table
+    if not result.runs:
+        raise CliError(f"no runs found for sweep {result.sweep}")
+    used, exclusions = select_runs(table, args.acc, args.mse, args.include_unfinished, runs=result.runs)
+    print_runs(result, used, exclusions)
+    n_used = int(used[RUN_ID].nunique()) if len(used) else 0
+    if n_used == 0:
+        raise CliError(
+            f"no usable runs in sweep {result.sweep}: all {len(result.runs)} were left out"
+            + ("" if args.include_unfinished else " (--include-unfinished keeps unfinished runs)")
+        )
+
+    stats = gap_statistics(used, acc_key=args.acc, mse_key=args.mse, bins=args.bins, n_boot=args.boot)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parquet, csv = out_dir / f"{TRAJECTORIES}.parquet", out_dir / f"{TRAJECTORIES}.csv"
+    used.to_parquet(parquet, index=False)
+    used.to_csv(csv, index=False)
+    doc = statistics_document(args, result, stats, used, exclusions)
+    stats_path = out_dir / STATS_JSON
+    stats_path.write_text(json.dumps(to_json_safe(doc), indent=1, allow_nan=False) + "\n")
+    images = plots.save_all(used, stats, out_dir, acc_key=args.acc, mse_key=args.mse)
+    print_stats(stats, args)
+    print_pull(result)
+    files = [parquet, csv, stats_path, *images.values()]
+    print(f"files: {out_dir}/ ({', '.join(p.name for p in files)})")
+
+    upload = None
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if args.no_upload:
+        pass
+    elif mode == "disabled":
+        print("upload: skipped (WANDB_MODE=disabled)")
+    elif result.source == "offline" and mode not in ("offline", "dryrun", "online", "run"):
+        print("upload: skipped for --offline input (set WANDB_MODE=offline to write an offline analysis run, "
+              "or WANDB_MODE=online to upload it)")
+    else:
+        upload = do_upload(args, result, used, stats, images, files, exclusions)
+
+    if args.report:
+        make_report(args, result, stats, exclusions, upload, mode)
+    return 0
+
+
+def statistics_document(args, result, stats: dict, used, exclusions) -> dict[str, Any]:
+    """gap_statistics.json: the statistics plus the run accounting and the exact inputs."""
+    states = Counter(r.state for r in result.runs)
+    return {
+        **stats,
+        "sweep": result.sweep,
+        "inputs": {
+            **stats.get("inputs", {}),
+            "sweep": result.sweep,
+            "sweep_id": result.sweep_id,
+            "source": result.source,
+            "offline_dir": str(Path(args.offline).resolve()) if args.offline else None,
+            "acc_key": args.acc,
+            "mse_key": args.mse,
+            "bins": args.bins,
+            "n_boot": args.boot,
+            "include_unfinished": bool(args.include_unfinished),
+        },
+        "runs": {
+            "found": len(result.runs),
+            "used": int(used[RUN_ID].nunique()) if len(used) else 0,
+            "excluded": len(exclusions),
+            "by_state": dict(sorted(states.items())),
+            "used_ids": list(dict.fromkeys(used[RUN_ID].tolist())) if len(used) else [],
+        },
+        "exclusions": [e._asdict() for e in exclusions],
+        "duplicate_epochs": result.duplicate_epochs,
+        "pull": {
+            "source": result.source,
+            "seconds": round(result.seconds, 3),
+            "pulled": len(result.pulled),
+            "from_cache": len(result.cached),
+            "retries": result.retries,
+            "failed_requests": result.failures,
+            "ignored_rows_without_epoch": result.ignored_rows,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _fmt(x, spec: str = ".4g") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def _ci(ci) -> str:
+    return "" if not ci or ci[0] is None else f"  95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def print_runs(result, used, exclusions) -> None:
+    n_used = int(used[RUN_ID].nunique()) if len(used) else 0
+    print(f"sweep {result.sweep}: {_n(len(result.runs), 'run')}, {n_used} used, {len(exclusions)} excluded")
+    if exclusions:
+        width = max(len(e.label) for e in exclusions)
+        for i, e in enumerate(exclusions):
+            head = "  excluded: " if i == 0 else " " * 12
+            print(f"{head}{e.label.ljust(width)}  {e.reason}")
+    if result.duplicate_epochs:
+        names = {r.run_id: r.label for r in result.runs}
+        dups = ", ".join(f"{names.get(r, r)} ({n})" for r, n in result.duplicate_epochs.items())
+        print(f"  epochs logged more than once (last value kept): {dups}")
+
+
+def print_stats(stats: dict, args) -> None:
+    boot = f", {args.boot} bootstrap resamples of runs" if args.boot else ""
+    print(f"Γ = {_fmt(stats.get('gamma'))}{_ci(stats.get('gamma_ci'))}   "
+          f"({args.acc} spread over {args.bins} bins of {args.mse}{boot})")
+    print(f"ρ = {_fmt(stats.get('rho'))}{_ci(stats.get('rho_ci'))}, p = {_fmt(stats.get('p'), '.3g')}   "
+          f"({stats.get('n_points')} points of {stats.get('n_runs')} runs)")
+
+
+def print_pull(result) -> None:
+    if result.source == "offline":
+        print(f"read {_n(len(result.runs), 'offline run')} in {result.seconds:.2f} s")
+        return
+    if result.source == "cache":
+        print(f"pull: {_n(len(result.cached), 'run')} from the cache {result.cache_dir} (no request; --refresh re-pulls)")
+    else:
+        print(f"pull: {_n(len(result.pulled), 'run')} pulled, {len(result.cached)} from the cache, "
+              f"in {result.seconds:.2f} s")
+    failed = ", ".join(f"{k} x{n}" for k, n in sorted(result.failures.items()))
+    print(f"retries: {result.retries}" + (f" (failed requests seen: {failed})" if failed else ""))
+
+
+# --------------------------------------------------------------------------- upload, report
+
+
+def do_upload(args, result, used, stats, images, files, exclusions) -> dict[str, Any] | None:
+    from analysis.report import upload_analysis
+
+    entity, project = result.entity_project
+    if result.source == "offline" and result.runs:
+        entity = entity or result.runs[0].entity
+        project = project or result.runs[0].project
+    try:
+        info = upload_analysis(
+            table=used, stats=stats, images=images, files=files, sweep=result.sweep,
+            entity=entity, project=project,
+            config={"acc_key": args.acc, "mse_key": args.mse, "bins": args.bins, "n_boot": args.boot,
+                    "include_unfinished": bool(args.include_unfinished), "source": result.source},
+            summary_extra={"runs_found": len(result.runs), "runs_excluded": len(exclusions)},
+        )
+    except Exception as err:  # noqa: BLE001 - any W&B failure: one line, files are written
+        raise CliError(f"upload failed ({type(err).__name__}: {' '.join(str(err).split())[:300]}); "
+                       "the files are written, --no-upload skips the upload") from None
+    if info["offline"]:
+        print(f"upload: offline analysis run {info['run_id']} in {info['dir']} (wandb sync {info['dir']})")
+    else:
+        print(f"upload: analysis run {info['url']}")
+    return info
+
+
+def make_report(args, result, stats, exclusions, upload, mode: str) -> None:
+    from analysis.report import build_report, save_report
+
+    entity, project = result.entity_project
+    if result.source == "offline" or mode in ("offline", "dryrun", "disabled") or not entity:
+        raise CliError("--report needs W&B online and a sweep pulled from the W&B API")
+    report = build_report(
+        entity, project, result.sweep_id, acc_key=args.acc, mse_key=args.mse,
+        analysis_run_id=(upload or {}).get("run_id"),
+        analysis_project=(upload or {}).get("project"),
+        image_keys=(upload or {}).get("image_keys", ()),
+        stats=stats, exclusions=[str(e) for e in exclusions],
+    )
+    try:
+        url = save_report(report)
+    except Exception as err:  # noqa: BLE001
+        raise CliError(f"saving the report failed ({type(err).__name__}: {' '.join(str(err).split())[:300]})") from None
+    print(f"report: {url}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Upload the analysis to W&B and build the sweep's W&B Report (SPEC section 8.5).
+
+* `upload_analysis`: an analysis run (`job_type="analysis"`, never part of the sweep) with the
+  PNGs as `wandb.Image`s, the tidy table as a `wandb.Table`, the statistics in its summary,
+  and every output file (PNGs, parquet, csv, json) in one artifact of type "analysis".
+  With WANDB_MODE=offline it writes an offline run (sync it with `wandb sync`).
+* `build_report` / `save_report`: a W&B Report (wandb-workspaces, reports v2) on the sweep:
+  a runset filtered to the sweep, the tube (a scatter of the runs' final val/mse vs accuracy
+  and the per-epoch trajectories in that plane), accuracy and MSE vs epoch grouped by alpha,
+  a parallel-coordinates panel over alpha, lr and the final metrics, and the analysis run's
+  images in a media browser. `build_report` makes no request; `save_report` sends it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import ALPHA, EPOCH, LR
+
+ANALYSIS_JOB_TYPE = "analysis"
+ARTIFACT_TYPE = "analysis"
+IMAGE_PREFIX = "plots/"  # history keys of the images: plots/<png stem>
+TABLE_KEY = "trajectories"
+# Variables a sweep agent sets for its runs: an analysis run started under them would join
+# (or resume) a sweep run.
+SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
+
+
+def leave_sweep_context() -> list[str]:
+    """Removes the sweep agent's variables from os.environ (and a W&B setup that already read
+    them), so that the next `wandb.init` starts a run outside any sweep. Returns the names
+    removed."""
+    removed = [k for k in SWEEP_ENV if os.environ.pop(k, None) is not None]
+    import wandb
+    from wandb.sdk import wandb_setup
+
+    current = wandb_setup._singleton  # only look; do not start W&B just to check
+    if current is not None:
+        s = current.settings
+        if s.sweep_id or s.run_id or s.sweep_param_path:
+            wandb.teardown()  # the settings singleton captured them: start afresh
+    return removed
+
+
+def summary_of(stats: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Flat run-summary entries of `gap_statistics` output (plus `extra`)."""
+    out: dict[str, Any] = {}
+    for key in ("gamma", "rho", "p", "n_points", "n_runs", "n_dropped_nan"):
+        if stats.get(key) is not None:
+            out[key] = stats[key]
+    for key in ("gamma_ci", "rho_ci"):
+        ci = stats.get(key)
+        if ci:
+            out[f"{key}_low"], out[f"{key}_high"] = ci[0], ci[1]
+    for group, vals in (stats.get("by_sign") or {}).items():
+        for k in ("gamma", "rho", "p", "n_runs", "n_points"):
+            if vals.get(k) is not None:
+                out[f"by_sign/{group}/{k}"] = vals[k]
+    out.update(extra or {})
+    return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+
+def upload_analysis(
+    *,
+    table: pd.DataFrame,
+    stats: Mapping[str, Any],
+    images: Mapping[str, str | os.PathLike],
+    files: Sequence[str | os.PathLike],
+    sweep: str,
+    entity: str | None = None,
+    project: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    summary_extra: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Logs the analysis run; returns {"run_id", "entity", "project", "url", "dir", "offline",
+    "image_keys", "artifact"}.
+
+    images: {png stem: path}, logged as `plots/<stem>`; files: everything for the artifact.
+    The run is started outside the sweep (`leave_sweep_context`), in `project`/`entity`
+    (default: the sweep's, else $WANDB_PROJECT, else "mae-gap"), mode from WANDB_MODE.
+    """
+    import wandb
+
+    leave_sweep_context()
+    sweep_id = sweep.split("/")[-1]
+    run = wandb.init(
+        project=project or os.environ.get("WANDB_PROJECT") or "mae-gap",
+        entity=entity or None,
+        job_type=ANALYSIS_JOB_TYPE,
+        name=name or f"gap-analysis-{sweep_id}",
+        config={"sweep": sweep, **dict(config or {})},
+        tags=["analysis"],
+        reinit="create_new",
+    )
+    try:
+        image_keys = []
+        row: dict[str, Any] = {}
+        for stem, path in images.items():
+            key = IMAGE_PREFIX + stem
+            row[key] = wandb.Image(str(path), caption=Path(path).name)
+            image_keys.append(key)
+        row[TABLE_KEY] = wandb.Table(dataframe=_table_for_wandb(table))
+        run.log(row)
+        run.summary.update(summary_of(stats, summary_extra))
+        artifact = wandb.Artifact(
+            f"gap-analysis-{_artifact_safe(sweep_id)}",
+            type=ARTIFACT_TYPE,
+            description=f"Reconstruction-gap analysis of sweep {sweep}",
+            metadata={"sweep": sweep, **summary_of(stats)},
+        )
+        for f in files:
+            artifact.add_file(str(f))
+        run.log_artifact(artifact)
+        info = {
+            "run_id": run.id,
+            "entity": getattr(run, "entity", None) or entity,
+            "project": run.project,
+            "url": None if run.offline else run.url,
+            "dir": os.path.dirname(run.dir),
+            "offline": bool(run.offline),
+            "image_keys": image_keys,
+            "artifact": artifact.name,
+        }
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish()
+    return info
+
+
+def _table_for_wandb(table: pd.DataFrame) -> pd.DataFrame:
+    # wandb.Table wants plain Python/numpy column types (pandas' string dtype -> object).
+    out = table.copy()
+    for col in out.columns:
+        if pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].astype(object)
+    return out
+
+
+def _artifact_safe(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def build_report(
+    entity: str,
+    project: str,
+    sweep_id: str,
+    *,
+    acc_key: str,
+    mse_key: str,
+    analysis_run_id: str | None = None,
+    analysis_project: str | None = None,
+    image_keys: Sequence[str] = (),
+    stats: Mapping[str, Any] | None = None,
+    exclusions: Sequence[Any] = (),
+    title: str | None = None,
+):
+    """A `wandb_workspaces.reports.v2.Report` for the sweep (no request is made here)."""
+    import wandb_workspaces.reports.v2 as wr
+    from wandb_workspaces import expr
+
+    sweep_runs = wr.Runset(
+        entity=entity,
+        project=project,
+        name=f"sweep {sweep_id}",
+        filters=expr.And(expr.Metric("Sweep") == sweep_id),
+    )
+    by_alpha = wr.Config(ALPHA)
+    panels = [
+        wr.ScatterPlot(
+            title=f"tube: final {mse_key} vs {acc_key} (one point per run)",
+            x=wr.SummaryMetric(mse_key),
+            y=wr.SummaryMetric(acc_key),
+            layout=wr.Layout(x=0, y=0, w=12, h=9),
+        ),
+        wr.LinePlot(
+            title=f"tube trajectories: {acc_key} along {mse_key} (every epoch)",
+            x=mse_key,
+            y=[acc_key],
+            layout=wr.Layout(x=12, y=0, w=12, h=9),
+        ),
+        wr.LinePlot(
+            title=f"{acc_key} vs epoch, by alpha",
+            x=EPOCH,
+            y=[acc_key],
+            groupby=by_alpha,
+            layout=wr.Layout(x=0, y=9, w=12, h=8),
+        ),
+        wr.LinePlot(
+            title=f"{mse_key} vs epoch, by alpha",
+            x=EPOCH,
+            y=[mse_key],
+            groupby=by_alpha,
+            layout=wr.Layout(x=12, y=9, w=12, h=8),
+        ),
+        wr.ParallelCoordinatesPlot(
+            title="alpha, lr and final metrics",
+            columns=[
+                wr.ParallelCoordinatesPlotColumn(metric=wr.Config(ALPHA)),
+                wr.ParallelCoordinatesPlotColumn(metric=wr.Config(LR), log=True),
+                wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(mse_key)),
+                wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(acc_key)),
+            ],
+            layout=wr.Layout(x=0, y=17, w=24, h=9),
+        ),
+    ]
+    blocks: list[Any] = [
+        wr.P(_stats_text(sweep_id, stats, acc_key, mse_key)),
+        wr.H2("The sweep"),
+        wr.PanelGrid(runsets=[sweep_runs], panels=panels),
+    ]
+    if exclusions:
+        blocks += [wr.H2("Runs left out"), wr.UnorderedList(items=[str(e) for e in exclusions])]
+    if analysis_run_id:
+        analysis_runs = wr.Runset(
+            entity=entity,
+            project=analysis_project or project,
+            name="analysis run",
+            filters=expr.And(expr.Metric("ID") == analysis_run_id),
+        )
+        blocks += [
+            wr.H2("Analysis figures"),
+            wr.PanelGrid(
+                runsets=[analysis_runs],
+                panels=[
+                    wr.MediaBrowser(
+                        title="analysis figures",
+                        media_keys=list(image_keys),
+                        num_columns=2,
+                        layout=wr.Layout(x=0, y=0, w=24, h=14),
+                    )
+                ],
+            ),
+        ]
+    return wr.Report(
+        entity=entity,
+        project=project,
+        title=(title or f"Reconstruction gap: sweep {sweep_id}")[:128],
+        description=f"Tube plot, per-alpha curves and statistics of sweep {entity}/{project}/{sweep_id}.",
+        blocks=blocks,
+        width="fluid",
+    )
+
+
+def _stats_text(sweep_id: str, stats: Mapping[str, Any] | None, acc_key: str, mse_key: str) -> str:
+    if not stats:
+        return f"Sweep {sweep_id}: {acc_key} against {mse_key}."
+
+    def num(x, fmt=".4g"):
+        return "n/a" if x is None else format(x, fmt)
+
+    def ci(c):
+        return "" if not c or c[0] is None else f" [{num(c[0])}, {num(c[1])}]"
+
+    return (
+        f"Sweep {sweep_id}: {stats.get('n_runs')} runs, {stats.get('n_points')} points "
+        f"({acc_key} against {mse_key}). Tube volume Γ = {num(stats.get('gamma'))}{ci(stats.get('gamma_ci'))}; "
+        f"Spearman ρ = {num(stats.get('rho'))}{ci(stats.get('rho_ci'))}, p = {num(stats.get('p'), '.3g')}."
+    )
+
+
+def save_report(report) -> str:
+    """Saves (creates) the report on W&B; returns its URL."""
+    report.save()
+    return report.url
