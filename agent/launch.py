@@ -1,0 +1,226 @@
+"""Start one `wandb agent` per GPU slot for a sweep that exists on W&B.
+
+    python -m agent.launch ENTITY/PROJECT/SWEEP_ID --gpus all|0,1,2 [--per-gpu N] [--count N]
+                           [--stagger SECONDS] [--log-dir DIR] [--forward-signals] [--dry-run]
+
+Each slot (GPU x per-gpu) runs `wandb agent [--count N] ENTITY/PROJECT/SWEEP_ID` with
+CUDA_VISIBLE_DEVICES set to its GPU; W&B's sweep controller hands every agent the next grid
+point, so multi-node is the same command on each node. Starts are staggered (parallel
+agents asking at the same instant can be handed the same grid point), each agent writes its
+own log file, Ctrl-C / SIGTERM is forwarded once to every agent (wandb agent: first Ctrl-C
+= let the current runs finish, second = terminate them, third = kill), and the launcher
+waits for all of them and exits non-zero if any agent failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.sweep_config import SweepConfigError, parse_gpus, relpath
+
+SWEEP_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+POLL_S = 0.2
+
+
+def parse_sweep_path(text: str) -> tuple[str, str, str]:
+    """ENTITY/PROJECT/SWEEP_ID -> its three parts; raises SweepConfigError with the fix."""
+    parts = text.strip().split("/")
+    if len(parts) != 3 or not all(SWEEP_PART.match(p) for p in parts):
+        hint = ""
+        if len(parts) == 1 and parts[0]:
+            hint = " (add the entity and project)"
+        elif text.startswith(("http://", "https://")):
+            hint = " (not the URL: take ENTITY/PROJECT/SWEEP_ID from it)"
+        raise SweepConfigError(f"sweep {text!r} is not ENTITY/PROJECT/SWEEP_ID, e.g. my-team/mae-gap-smoke/ab12cd34{hint}")
+    return parts[0], parts[1], parts[2]
+
+
+def wandb_executable() -> list[str]:
+    """`wandb` from PATH, else the one next to this interpreter, else `python -m wandb`."""
+    found = shutil.which("wandb")
+    if found:
+        return [found]
+    beside = Path(sys.executable).with_name("wandb")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    return [sys.executable, "-m", "wandb"]
+
+
+def agent_command(sweep: str, count: int | None, forward_signals: bool, exe: list[str] | None = None) -> list[str]:
+    cmd = [*(exe or wandb_executable()), "agent"]
+    if count is not None:
+        cmd += ["--count", str(count)]
+    if forward_signals:
+        cmd += ["--forward-signals"]
+    return cmd + [sweep]
+
+
+@dataclass
+class AgentProc:
+    name: str
+    proc: subprocess.Popen
+    log: str
+    fh: Any
+    sent: int  # how many of the launcher's received signals this agent has been sent
+
+
+class Agents:
+    """The agent processes; each signal to the launcher is forwarded once to each of them."""
+
+    def __init__(self) -> None:
+        self.procs: list[AgentProc] = []
+        self.history: list[int] = []  # every signal received, in order
+        self.received: list[tuple[int, int]] = []  # (signal, agents it reached) not yet reported
+        self.signals = 0
+        self.stopping = False
+
+    def forward(self, signum: int, frame: Any = None) -> None:
+        """Signal handler: send the same signal to every live agent (no printing in here)."""
+        self.stopping = True
+        self.history.append(signum)
+        reached = sum(self._catch_up(a) for a in self.procs)
+        self.received.append((signum, reached))
+
+    def _catch_up(self, agent: AgentProc) -> int:
+        """Send `agent` the signals it has not had yet (one that came while it was starting)."""
+        n = 0
+        while agent.sent < len(self.history):
+            signum = self.history[agent.sent]
+            agent.sent += 1
+            if agent.proc.returncode is None:
+                try:
+                    os.kill(agent.proc.pid, signum)
+                    n += 1
+                except ProcessLookupError:
+                    pass
+        return n
+
+    def report_signals(self) -> None:
+        while self.received:
+            signum, live = self.received.pop(0)
+            self.signals += 1
+            again = " (Ctrl-C again: wandb agent terminates its runs, a third time kills them)" if (
+                signum == signal.SIGINT and self.signals == 1) else ""
+            print(f"agent.launch: {signal.Signals(signum).name} forwarded to {live} agent(s); waiting for them{again}",
+                  flush=True)
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(log, "ab")
+        fh.write(f"# agent.launch {name}: CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES')} "
+                 f"{shlex.join(cmd)}\n".encode())
+        fh.flush()
+        # its own process group: a terminal Ctrl-C reaches the agent once, through forward()
+        kwargs: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+        seen = len(self.history)
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, **kwargs)
+        agent = AgentProc(name, proc, str(log), fh, seen)
+        self.procs.append(agent)
+        self._catch_up(agent)  # a Ctrl-C during Popen reaches this agent too
+
+    def wait(self) -> list[tuple[str, int, str]]:
+        reported: set[int] = set()
+        while True:
+            self.report_signals()
+            for i, a in enumerate(self.procs):
+                code = a.proc.poll()
+                if code is not None and i not in reported:
+                    reported.add(i)
+                    a.fh.close()
+                    state = "done" if code == 0 else f"exited with {code}"
+                    print(f"agent.launch: {a.name} {state} (log {relpath(a.log)})", flush=True)
+            if len(reported) == len(self.procs):
+                self.report_signals()
+                return [(a.name, a.proc.returncode, a.log) for a in self.procs]
+            time.sleep(POLL_S)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m agent.launch",
+        description="One `wandb agent` per GPU slot (CUDA_VISIBLE_DEVICES), staggered, logged, Ctrl-C forwarded.",
+        epilog="example: python -m agent.launch my-team/mae-reconstruction-gap-full-sweep/ab12cd34 --gpus all --per-gpu 2",
+    )
+    p.add_argument("sweep", help="ENTITY/PROJECT/SWEEP_ID, as printed by `wandb sweep`")
+    p.add_argument("--gpus", required=True, help="all | 0,1,2: the GPUs to use")
+    p.add_argument("--per-gpu", type=int, default=1, metavar="N", help="agents per GPU (default 1)")
+    p.add_argument("--count", type=int, metavar="N", help="runs per agent (wandb agent --count); default: until the sweep ends")
+    p.add_argument("--stagger", type=float, default=5.0, metavar="SECONDS",
+                   help="delay between agent starts (default 5)")
+    p.add_argument("--log-dir", metavar="DIR", help="agent log folder (default: outputs/agents/SWEEP_ID-TIME)")
+    p.add_argument("--forward-signals", action="store_true",
+                   help="pass --forward-signals to wandb agent (signals reach the runs too)")
+    p.add_argument("--dry-run", action="store_true", help="print the agent commands and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _entity, _project, sweep_id = parse_sweep_path(args.sweep)
+        if args.per_gpu < 1 or (args.count is not None and args.count < 1) or args.stagger < 0:
+            raise SweepConfigError("--per-gpu and --count must be at least 1, --stagger at least 0")
+        gpus = parse_gpus(args.gpus, "agent.launch")
+    except SweepConfigError as exc:
+        print(f"agent.launch: error: {exc}", file=sys.stderr)
+        return 2
+
+    slots = [(gpu, k) for gpu in gpus for k in range(args.per_gpu)]
+    cmd = agent_command(args.sweep.strip(), args.count, args.forward_signals)
+    log_dir = Path(args.log_dir or os.path.join("outputs", "agents", f"{sweep_id}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    print(f"agent.launch: {len(slots)} agent(s) for sweep {args.sweep} on GPU(s) {','.join(gpus)}"
+          f" ({args.per_gpu} per GPU), {args.stagger:g}s apart; logs in {relpath(log_dir)}", flush=True)
+    plans = []
+    for gpu, k in slots:
+        name = f"gpu{gpu}-{k}"
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu)
+        plans.append((name, env, log_dir / f"agent-{name}.log"))
+        if args.dry_run:
+            print(f"CUDA_VISIBLE_DEVICES={gpu} {shlex.join(cmd)}    # log {relpath(log_dir / f'agent-{name}.log')}")
+    if args.dry_run:
+        return 0
+
+    agents = Agents()
+    old = {s: signal.signal(s, agents.forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for i, (name, env, log) in enumerate(plans):
+            if agents.stopping:
+                break
+            if i:
+                deadline = time.monotonic() + args.stagger
+                while time.monotonic() < deadline and not agents.stopping:
+                    time.sleep(min(POLL_S, args.stagger))
+                if agents.stopping:
+                    break
+            agents.start(name, cmd, env, log)
+            print(f"agent.launch: started {name} (pid {agents.procs[-1].proc.pid}, CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']})",
+                  flush=True)
+        results = agents.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    failed = [(n, c) for n, c, _l in results if c != 0]
+    if agents.signals or agents.stopping:
+        print(f"agent.launch: stopped by signal; {len(results)} agent(s) ended", flush=True)
+        return 130
+    if failed:
+        print(f"agent.launch: {len(failed)} of {len(results)} agent(s) failed: "
+              + ", ".join(f"{n} (exit {c})" for n, c in failed), file=sys.stderr)
+        return 1
+    print(f"agent.launch: all {len(results)} agent(s) done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,623 @@
+"""The embedded sweep controller: run a grid sweep YAML on this machine, W&B offline.
+
+    python -m agent.local sweeps/smoke.yaml [--gpus all|0,1] [--per-gpu N] [--set key=value ...]
+                          [--count N] [--project P] [--entity E] [--sweep-id ENTITY/PROJECT/ID]
+                          [--out DIR] [--online] [--dry-run]
+    python -m agent.local --resume outputs/local/smoke-XXXXXXXX     # re-run what did not finish
+
+It does what `wandb sweep` + `wandb agent` do with the same file, without a W&B server:
+the grid in W&B's order, each run's command built by the SDK's own functions, the agent's
+environment (WANDB_RUN_ID, WANDB_SWEEP_PARAM_PATH with the run's parameters, WANDB_PROJECT,
+WANDB_DIR), W&B offline by default. Runs go one at a time per slot (`--gpus` gives one slot
+per GPU, CUDA_VISIBLE_DEVICES set), a failed run does not stop the sweep, each run logs to
+its own file, and the end prints a table and the `wandb sync` / analysis commands.
+
+One deliberate difference from `wandb agent`: WANDB_SWEEP_ID is set only with `--sweep-id`
+(a sweep that exists on W&B, created with `wandb sweep`). A made-up sweep id is recorded in
+the run and makes `wandb sync` (and `--online` runs) fail with "sweep ... not found", so by
+default the runs carry the local sweep id as their W&B group (WANDB_RUN_GROUP) instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import random
+import shlex
+import signal
+import string
+import struct
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mae_gap import metrics as M
+from agent.sweep_config import (
+    SweepConfigError,
+    build_command,
+    grid,
+    load,
+    parse_gpus,
+    parse_override,
+    relpath,
+    run_args,
+    validate,
+)
+
+MANIFEST = "sweep.json"
+TABLE_METRICS = (M.VAL_MSE, M.VAL_PROBE_ACC)
+KILL_DELAY_S = 30.0  # as wandb agent: SIGTERM, then SIGKILL after this long
+POLL_S = 0.2
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM reached the controller."""
+
+
+def new_id(length: int = 8) -> str:
+    """An id in W&B's run/sweep id alphabet (lower-case letters and digits)."""
+    rng = random.SystemRandom()
+    return "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(length))
+
+
+# ----------------------------------------------------------------------------- offline run files
+
+
+def _wandb_records(path: str | os.PathLike) -> list[bytes]:
+    """The serialized records of a `run-<id>.wandb` file (W&B's LevelDB-style log).
+
+    Layout: a 7-byte header (b":W&B", magic 0xBEE1, version), then 32 KiB blocks of
+    chunks, each with a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle,
+    4 last). A crashed run's truncated tail is ignored.
+    """
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        return []
+    block, pos, records, partial = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and length == 0:  # zero padding to the end of a block
+            pos += left
+            continue
+        chunk = data[pos + 7 : pos + 7 + length]
+        if len(chunk) < length:
+            break
+        pos += 7 + length
+        if kind == 1:
+            records.append(chunk)
+        elif kind == 2:
+            partial = chunk
+        elif kind == 3:
+            partial += chunk
+        elif kind == 4:
+            records.append(partial + chunk)
+            partial = b""
+    return records
+
+
+def read_offline_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """{'summary', 'config', 'exit_code', 'sweep_id', 'group'} of a W&B run folder.
+
+    wandb >= 0.19's offline runs keep everything in `run-<id>.wandb` (no
+    files/wandb-summary.json); an older `files/wandb-summary.json` is used when present.
+    """
+    out: dict[str, Any] = {"summary": {}, "config": {}, "exit_code": None, "sweep_id": "", "group": ""}
+    run_dir = Path(run_dir)
+    summary_json = run_dir / "files" / "wandb-summary.json"
+    files = sorted(run_dir.glob("run-*.wandb"))
+    if files:
+        try:
+            from wandb.proto import wandb_internal_pb2 as pb
+        except ImportError:  # pragma: no cover - wandb is a dependency of agent
+            pb = None
+        for raw in _wandb_records(files[-1]) if pb else []:
+            rec = pb.Record()
+            try:
+                rec.ParseFromString(raw)
+            except Exception:  # a corrupt record of a crashed run
+                continue
+            kind = rec.WhichOneof("record_type")
+            if kind == "run":
+                out["sweep_id"], out["group"] = rec.run.sweep_id, rec.run.run_group
+                _apply(out["config"], rec.run.config.update, [])
+            elif kind == "config":
+                _apply(out["config"], rec.config.update, rec.config.remove)
+            elif kind == "summary":
+                _apply(out["summary"], rec.summary.update, rec.summary.remove)
+            elif kind == "exit":
+                out["exit_code"] = rec.exit.exit_code
+    if summary_json.is_file():
+        try:
+            out["summary"].update(json.loads(summary_json.read_text()))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _apply(target: dict, updates: Any, removes: Any) -> None:
+    for item in updates:
+        key = item.key or "/".join(item.nested_key)
+        try:
+            target[key] = json.loads(item.value_json)
+        except ValueError:
+            target[key] = item.value_json
+    for item in removes:
+        target.pop(item.key or "/".join(item.nested_key), None)
+
+
+def find_run_dir(wandb_dir: str | os.PathLike, run_id: str) -> Path | None:
+    """The newest `offline-run-*-<id>` (or `run-*-<id>`) folder under WANDB_DIR/wandb."""
+    hits = [
+        Path(p)
+        for pattern in (f"offline-run-*-{run_id}", f"run-*-{run_id}")
+        for p in glob.glob(os.path.join(str(wandb_dir), "wandb", pattern))
+        if os.path.isdir(p) and not os.path.islink(p)
+    ]
+    return max(hits, key=lambda p: p.name.split("-", 2)[-1] if p.name.startswith("offline-") else p.name[4:]) if hits else None
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Run:
+    index: int
+    run_id: str
+    params: dict[str, Any]
+    command: list[str] = field(default_factory=list)
+    state: str = "pending"  # pending | running | finished | failed | crashed | killed
+    exit_code: int | None = None
+    seconds: float | None = None
+    log: str = ""
+    run_dir: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Plan:
+    yaml_path: str
+    config: dict[str, Any]
+    values: dict[str, list[Any]]
+    overrides: dict[str, Any]
+    sweep_id: str  # the local id, or the W&B sweep id given with --sweep-id
+    remote_sweep: str  # ENTITY/PROJECT/ID of a real W&B sweep ("" = local only)
+    project: str
+    entity: str
+    group: str
+    out_dir: Path
+    wandb_dir: Path
+    online: bool
+    runs: list[Run]
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or Path(self.yaml_path).stem)
+
+    def param_path(self, run: Run) -> Path:
+        # wandb_agent.py: os.path.join(WANDB_DIR, "wandb", f"sweep-{sweep_id}", f"config-{run_id}.yaml")
+        return self.wandb_dir / "wandb" / f"sweep-{self.sweep_id}" / f"config-{run.run_id}.yaml"
+
+    def args_json_path(self, run: Run) -> Path:
+        return self.wandb_dir / "wandb" / f"sweep-{self.sweep_id}" / f"config-{run.run_id}.json"
+
+    def env(self, run: Run, gpu: str | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+        """The run's environment, as `wandb agent` sets it (see the module docstring)."""
+        env = dict(os.environ if base is None else base)
+        env.pop("WANDB_SERVICE", None)  # AgentProcess drops the parent's service connection
+        env["WANDB_DIR"] = str(self.wandb_dir)
+        env["WANDB_RUN_ID"] = run.run_id
+        env["WANDB_SWEEP_PARAM_PATH"] = str(self.param_path(run))
+        env["WANDB_PROJECT"] = self.project
+        if self.entity:
+            env["WANDB_ENTITY"] = self.entity
+        if self.remote_sweep:
+            env["WANDB_SWEEP_ID"] = self.sweep_id
+        else:
+            env.pop("WANDB_SWEEP_ID", None)
+            env["WANDB_RUN_GROUP"] = self.group
+        if not self.online:
+            env["WANDB_MODE"] = "offline"
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        # `${interpreter}` is "python" (as in wandb agent): resolve it to this interpreter first
+        bindir = os.path.dirname(sys.executable)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "") if bindir else env.get("PATH", "")
+        return env
+
+    def save(self) -> None:
+        data = {
+            "yaml": self.yaml_path,
+            "config": self.config,
+            "overrides": self.overrides,
+            "sweep_id": self.sweep_id,
+            "remote_sweep": self.remote_sweep,
+            "project": self.project,
+            "entity": self.entity,
+            "group": self.group,
+            "wandb_dir": str(self.wandb_dir),
+            "online": self.online,
+            "runs": [r.to_json() for r in self.runs],
+        }
+        tmp = self.out_dir / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, default=str))
+        tmp.replace(self.out_dir / MANIFEST)
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Parse, validate and expand everything; raises SweepConfigError. Writes nothing."""
+    overrides = dict(parse_override(text) for text in args.set or [])
+    if args.resume:
+        return _resume_plan(args, overrides)
+    if not args.sweep:
+        raise SweepConfigError("give a sweep YAML (python -m agent.local sweeps/smoke.yaml) or --resume DIR")
+    config = load(args.sweep)
+    values = validate(config, args.sweep, overrides)
+    remote, sweep_id, project, entity = "", new_id(), args.project, args.entity
+    if args.sweep_id:
+        parts = args.sweep_id.split("/")
+        if not 1 <= len(parts) <= 3 or not all(p and p.strip() == p and "/" not in p for p in parts):
+            raise SweepConfigError(f"--sweep-id {args.sweep_id!r}: write ENTITY/PROJECT/SWEEP_ID (or PROJECT/ID, or ID)")
+        sweep_id = parts[-1]
+        project = project or (parts[-2] if len(parts) >= 2 else "")
+        entity = entity or (parts[0] if len(parts) == 3 else "")
+        remote = args.sweep_id
+    project = project or str(config.get("project") or "") or os.environ.get("WANDB_PROJECT") or "mae-gap-local"
+    entity = entity or str(config.get("entity") or "") or os.environ.get("WANDB_ENTITY", "")
+    name = str(config.get("name") or Path(args.sweep).stem)
+    out_dir = Path(args.out or os.path.join("outputs", "local", f"{name}-{sweep_id}")).resolve()
+    wandb_dir = Path(args.wandb_dir).resolve() if args.wandb_dir else out_dir
+    runs = [Run(i, new_id(), params) for i, params in enumerate(grid(values))]
+    plan = Plan(args.sweep, config, values, overrides, sweep_id, remote, project, entity,
+                f"{name}-{sweep_id}", out_dir, wandb_dir, args.online, runs)
+    for run in runs:
+        run.command = build_command(config, run.params, str(plan.args_json_path(run)))
+        run.log = str(out_dir / "logs" / f"{run.index:03d}-{run.run_id}.log")
+    return plan
+
+
+def _resume_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> Plan:
+    path = Path(args.resume) / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SweepConfigError(f"--resume {args.resume}: no readable {MANIFEST} there ({exc})") from None
+    if overrides or args.sweep:
+        raise SweepConfigError("--resume re-runs the saved grid: give neither a YAML nor --set")
+    values = validate(data["config"], data["yaml"], data.get("overrides") or {})
+    runs = [Run(**r) for r in data["runs"]]
+    if [r.params for r in runs] != grid(values):
+        raise SweepConfigError(f"--resume {args.resume}: {MANIFEST} does not match its own grid; start a new sweep")
+    plan = Plan(data["yaml"], data["config"], values, data.get("overrides") or {}, data["sweep_id"],
+                data.get("remote_sweep", ""), data["project"], data.get("entity", ""), data["group"],
+                Path(args.resume).resolve(), Path(data["wandb_dir"]), data.get("online", False) or args.online, runs)
+    for run in runs:
+        if run.state != "finished":
+            run.state, run.exit_code, run.seconds = "pending", None, None
+    return plan
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _swept(plan: Plan) -> list[str]:
+    """Columns that tell the runs apart: alpha and lr always, then other swept names."""
+    names = [n for n in ("alpha", "lr") if n in plan.values]
+    return names + [n for n in sorted(plan.values) if len(plan.values[n]) > 1 and n not in names]
+
+
+def _label(plan: Plan, run: Run) -> str:
+    return " ".join(f"{n}={run.params[n]}" for n in _swept(plan) if n in run.params)
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in tail.replace("\r", "\n").splitlines() if ln.strip() and not ln.startswith("# ")]
+    return lines[-1] if lines else ""
+
+
+class Controller:
+    def __init__(self, plan: Plan, slots: list[str | None], count: int | None, out=sys.stdout):
+        self.plan, self.slots, self.out = plan, slots, out
+        todo = [r for r in plan.runs if r.state != "finished"]
+        self.todo = deque(todo[:count] if count else todo)
+        self.total = len(self.todo)
+        self.done = self.started = 0
+        self.running: dict[int, tuple[Run, subprocess.Popen, float, Any]] = {}
+        self.tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self._status_len = 0
+
+    def say(self, text: str) -> None:
+        self._clear_status()
+        print(text, file=self.out, flush=True)
+
+    def _clear_status(self) -> None:
+        if self.tty and self._status_len:
+            sys.stderr.write("\r" + " " * self._status_len + "\r")
+            sys.stderr.flush()
+            self._status_len = 0
+
+    def _status(self) -> None:
+        if not self.tty or not self.running:
+            return
+        now = time.monotonic()
+        parts = []
+        for run, _proc, start, _fh in self.running.values():
+            tail = _last_line(run.log)[-60:]
+            parts.append(f"{run.run_id} {int(now - start)}s {tail}")
+        line = f"[{self.done}/{self.total} done] " + " | ".join(parts)
+        import shutil
+
+        line = line[: max(20, shutil.get_terminal_size((120, 24)).columns - 1)]
+        sys.stderr.write("\r" + line.ljust(self._status_len))
+        sys.stderr.flush()
+        self._status_len = len(line)
+
+    def start(self, slot: int, run: Run) -> None:
+        plan, gpu = self.plan, self.slots[slot]
+        from wandb.sdk.lib import config_util  # the agent's writer of the sweep param file
+
+        param_path = plan.param_path(run)
+        config_util.save_config_file_from_dict(str(param_path), run_args(run.params))
+        if any(str(c) == "${args_json_file}" for c in plan.config.get("command") or []):
+            from agent.sweep_config import sweep_args
+
+            plan.args_json_path(run).write_text(sweep_args(run.params)["args_json"][0])
+        env = plan.env(run, gpu)
+        Path(run.log).parent.mkdir(parents=True, exist_ok=True)
+        fh = open(run.log, "ab")
+        fh.write(f"# agent.local run {run.run_id} of sweep {plan.sweep_id} ({plan.yaml_path})\n".encode())
+        fh.write(f"# command: {shlex.join(run.command)}\n".encode())
+        if gpu is not None:
+            fh.write(f"# CUDA_VISIBLE_DEVICES={gpu}\n".encode())
+        fh.flush()
+        kwargs: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+        try:
+            proc = subprocess.Popen(run.command, env=env, stdin=subprocess.DEVNULL, stdout=fh,
+                                    stderr=subprocess.STDOUT, **kwargs)
+            self.running[slot] = (run, proc, time.monotonic(), fh)  # at once: Ctrl-C must find it
+        except OSError as exc:
+            fh.write(f"# could not start: {exc}\n".encode())
+            fh.close()
+            run.state, run.exit_code, run.seconds = "failed", 127, 0.0
+            self.done += 1
+            self.started += 1
+            self.say(f"[{self.started}/{self.total}] failed {run.run_id}  {_label(plan, run)}: cannot start ({exc})")
+            plan.save()
+            return
+        run.state = "running"
+        self.started += 1
+        where = f"  gpu {gpu}" if gpu is not None else ""
+        self.say(f"[{self.started}/{self.total}] start  {run.run_id}  {_label(plan, run)}{where}")
+        plan.save()
+
+    def finish(self, slot: int, code: int, killed: bool = False) -> None:
+        run, _proc, start, fh = self.running.pop(slot)
+        fh.close()
+        run.seconds = round(time.monotonic() - start, 1)
+        run.exit_code = code
+        run_dir = find_run_dir(self.plan.wandb_dir, run.run_id)
+        info = read_offline_run(run_dir) if run_dir else {"summary": {}}
+        run.run_dir = str(run_dir or "")
+        run.summary = {k: v for k, v in info["summary"].items() if not k.startswith("_") and not isinstance(v, dict)}
+        if killed:
+            run.state = "killed"
+        elif code == 0:
+            run.state = "finished"
+        else:
+            run.state = "failed" if code > 0 else "crashed"
+        self.done += 1
+        metrics = "  ".join(f"{m}={_fmt(run.summary.get(m))}" for m in TABLE_METRICS)
+        reason = run.summary.get(M.FAILURE_REASON) or _last_line(run.log)
+        why = "" if code == 0 else f" (exit {code}: {str(reason)[:120]}) log: {relpath(run.log)}"
+        self.say(f"[{self.done}/{self.total}] {run.state:<6} {run.run_id}  {_label(self.plan, run)}  "
+                 f"{run.seconds:.0f}s  {metrics}{why}")
+        self.plan.save()
+
+    def loop(self) -> None:
+        while self.todo or self.running:
+            for slot in range(len(self.slots)):
+                if slot not in self.running and self.todo:
+                    self.start(slot, self.todo.popleft())
+            for slot in list(self.running):
+                code = self.running[slot][1].poll()
+                if code is not None:
+                    self.finish(slot, code)
+            self._status()
+            time.sleep(POLL_S)
+        self._clear_status()
+
+    def stop_all(self) -> None:
+        """SIGTERM every running run (as wandb agent does), SIGKILL its process group after
+        KILL_DELAY_S or at a second Ctrl-C. The run's own W&B process sees its parent go."""
+        if not self.running:
+            return
+        self.say(f"agent.local: stopping {len(self.running)} running run(s) (Ctrl-C again to kill them)")
+        for _run, proc, _s, _fh in self.running.values():
+            try:
+                proc.terminate()
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + KILL_DELAY_S
+        try:
+            while any(p.poll() is None for _r, p, _s, _f in self.running.values()) and time.monotonic() < deadline:
+                time.sleep(POLL_S)
+        except (KeyboardInterrupt, Interrupted):
+            pass
+        for _run, proc, _s, _fh in self.running.values():
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        for slot in list(self.running):
+            self.finish(slot, self.running[slot][1].returncode, killed=True)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the run's own process group (started with process_group=0)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def table(plan: Plan) -> str:
+    cols = ["run", *_swept(plan), "state", "time", *TABLE_METRICS]
+    rows = []
+    for run in plan.runs:
+        state = run.state if run.exit_code in (None, 0) else f"{run.state} ({run.exit_code})"
+        rows.append([run.run_id, *(str(run.params.get(n, "-")) for n in _swept(plan)), state,
+                     "-" if run.seconds is None else f"{run.seconds:.0f}s",
+                     *(_fmt(run.summary.get(m)) for m in TABLE_METRICS)])
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [cols, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def next_steps(plan: Plan) -> str:
+    wandb_sub = relpath(plan.wandb_dir / "wandb")
+    lines = ["next:"]
+    ran = [r for r in plan.runs if r.run_dir]
+    if not plan.online and ran:
+        lines.append(f"  wandb sync {wandb_sub}/offline-run-*     # upload to W&B project {plan.project} (needs an account)")
+    lines.append(f"  python -m analysis.pull_and_plot --offline {wandb_sub}     # tube plot and statistics")
+    unfinished = [r for r in plan.runs if r.state != "finished"]
+    if unfinished:
+        lines.append(f"  python -m agent.local --resume {relpath(plan.out_dir)}     # re-run the {len(unfinished)} unfinished run(s)")
+    return "\n".join(lines)
+
+
+def describe(plan: Plan, slots: list[str | None]) -> str:
+    swept = [f"{n}[{len(plan.values[n])}]" for n in sorted(plan.values) if len(plan.values[n]) > 1]
+    where = "one run at a time on the default device" if slots == [None] else (
+        f"{len(slots)} slot(s) on GPU(s) {','.join(str(s) for s in slots)}")
+    mode = "W&B online" if plan.online else "W&B offline"
+    sweep = (f"W&B sweep {plan.remote_sweep}" if plan.remote_sweep else
+             f"local sweep {plan.sweep_id} (runs grouped as {plan.group})")
+    lines = [
+        f"agent.local: {plan.yaml_path}: {len(plan.runs)} run(s), grid {' x '.join(swept) or 'of one point'}; "
+        f"{where}; {mode}; project {plan.project}" + (f", entity {plan.entity}" if plan.entity else ""),
+        f"  {sweep}",
+        f"  output {relpath(plan.out_dir)}  (logs/, {MANIFEST}"
+        + (", wandb/)" if plan.wandb_dir == plan.out_dir else f"; runs under {relpath(plan.wandb_dir / 'wandb')})"),
+    ]
+    if plan.overrides:
+        lines.append("  --set " + " ".join(f"{k}={v}" for k, v in plan.overrides.items()))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m agent.local",
+        description="Run a grid sweep YAML locally, exactly as `wandb agent` would run it, with W&B offline.",
+        epilog="example: python -m agent.local sweeps/smoke.yaml --set epochs=2",
+    )
+    p.add_argument("sweep", nargs="?", help="sweep YAML, e.g. sweeps/smoke.yaml")
+    p.add_argument("--gpus", help="all | 0,1,...: one run per GPU slot in parallel (CUDA_VISIBLE_DEVICES); "
+                                  "default: one run at a time on the default device")
+    p.add_argument("--per-gpu", type=int, default=1, metavar="N", help="runs per GPU at once (with --gpus)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a parameter for every run (TrainConfig types), repeatable")
+    p.add_argument("--count", type=int, metavar="N", help="run at most N runs (as wandb agent --count)")
+    p.add_argument("--project", help="W&B project (default: the YAML's project:)")
+    p.add_argument("--entity", help="W&B entity (default: the YAML's entity: or $WANDB_ENTITY)")
+    p.add_argument("--sweep-id", metavar="ENTITY/PROJECT/ID",
+                   help="attach the runs to this existing W&B sweep (sets WANDB_SWEEP_ID)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: outputs/local/NAME-SWEEPID)")
+    p.add_argument("--wandb-dir", metavar="DIR", help="WANDB_DIR of the runs (default: the output folder)")
+    p.add_argument("--online", action="store_true", help="keep the user's W&B mode instead of WANDB_MODE=offline")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the runs' commands, run nothing")
+    p.add_argument("--resume", metavar="DIR", help="re-run the unfinished runs of an earlier sweep folder with the same run ids (agent.train resumes them from their last epoch checkpoint)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.per_gpu < 1 or (args.count is not None and args.count < 1):
+            raise SweepConfigError("--per-gpu and --count must be at least 1")
+        slots: list[str | None] = [None]
+        if args.gpus:
+            gpus = parse_gpus(args.gpus, "agent.local")
+            slots = [g for _ in range(args.per_gpu) for g in gpus]  # spread runs over GPUs first
+        elif args.per_gpu != 1:
+            raise SweepConfigError("--per-gpu needs --gpus")
+        plan = make_plan(args)
+    except SweepConfigError as exc:
+        print(f"agent.local: error: {exc}", file=sys.stderr)
+        return 2
+
+    print(describe(plan, slots), flush=True)
+    if args.dry_run:
+        todo = [r for r in plan.runs if r.state != "finished"]
+        for n, run in enumerate(todo[: args.count] if args.count else todo):
+            gpu = slots[n % len(slots)]
+            pre = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu is not None else ""
+            print(f"[{n + 1}] {run.run_id}  {pre}{shlex.join(run.command)}")
+        print("(dry run: nothing started; each run gets WANDB_RUN_ID, WANDB_SWEEP_PARAM_PATH, WANDB_PROJECT, "
+              f"WANDB_DIR{'' if plan.online else ', WANDB_MODE=offline'})")
+        return 0
+
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    (plan.wandb_dir / "wandb").mkdir(parents=True, exist_ok=True)
+    plan.save()
+    ctl = Controller(plan, slots, args.count)
+    old = signal.signal(signal.SIGTERM, _raise_interrupted)
+    interrupted = False
+    try:
+        ctl.loop()
+    except (KeyboardInterrupt, Interrupted):
+        interrupted = True
+        ctl.stop_all()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    ctl._clear_status()
+    print("", flush=True)
+    print(table(plan))
+    n_ok = sum(r.state == "finished" for r in plan.runs)
+    print(f"\n{n_ok}/{len(plan.runs)} run(s) finished" + (" (interrupted)" if interrupted else "")
+          + f"; logs in {relpath(plan.out_dir / 'logs')}")
+    print(next_steps(plan), flush=True)
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

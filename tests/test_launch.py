@@ -1,0 +1,163 @@
+"""agent.launch: one `wandb agent` per GPU slot, real processes (a stand-in `wandb` on PATH)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = "my-team/mae-gap-smoke/ab12cd34"
+
+# A stand-in for the `wandb` CLI: records its argv, env and pid, then waits for a signal.
+FAKE_WANDB = textwrap.dedent('''\
+    #!{python}
+    import json, os, signal, sys, time
+    out = os.environ["FAKE_WANDB_OUT"]
+    me = {{"argv": sys.argv[1:], "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(),
+          "pgid": os.getpgid(0), "t": time.time()}}
+    got = []
+    def handler(signum, frame):
+        got.append(signal.Signals(signum).name)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    def record(kind, data):  # atomically: the test polls for these files
+        path = os.path.join(out, "%s-%d.json" % (kind, os.getpid()))
+        with open(path + ".tmp", "w") as fh:
+            json.dump(data, fh)
+        os.replace(path + ".tmp", path)
+    record("start", me)
+    print("fake wandb agent started", sys.argv[1:], flush=True)
+    if os.environ.get("FAKE_WANDB_FAIL_ON") == me["cuda"]:
+        sys.exit(3)
+    deadline = time.time() + float(os.environ.get("FAKE_WANDB_SECONDS", "60"))
+    while not got and time.time() < deadline:
+        time.sleep(0.05)
+    record("end", {{"signals": got}})
+    print("fake wandb agent got", got, flush=True)
+''')
+
+
+@pytest.fixture
+def fake_wandb(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "wandb"
+    exe.write_text(FAKE_WANDB.format(python=sys.executable))
+    exe.chmod(0o755)
+    out = tmp_path / "records"
+    out.mkdir()
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", FAKE_WANDB_OUT=str(out))
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env, out
+
+
+def launch(*argv: str, env: dict | None = None, cwd: Path = ROOT, timeout: float = 60):
+    return subprocess.run([sys.executable, "-m", "agent.launch", *argv], env=env or os.environ.copy(), cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def records(out: Path, kind: str) -> list[dict]:
+    return [json.loads(p.read_text()) | {"file": p.name} for p in sorted(out.glob(f"{kind}-*.json"))]
+
+
+def test_dry_run_one_agent_per_slot(fake_wandb, tmp_path):
+    env, out = fake_wandb
+    res = launch(SWEEP, "--gpus", "0,1", "--per-gpu", "2", "--count", "5", "--dry-run", "--log-dir", str(tmp_path / "logs"),
+                 env=env)
+    assert res.returncode == 0, res.stderr
+    cmds = [ln for ln in res.stdout.splitlines() if ln.startswith("CUDA_VISIBLE_DEVICES=")]
+    assert len(cmds) == 4
+    assert [c.split()[0] for c in cmds] == ["CUDA_VISIBLE_DEVICES=0"] * 2 + ["CUDA_VISIBLE_DEVICES=1"] * 2
+    for c in cmds:
+        assert c.split("#")[0].split()[1:] == [str(Path(env["PATH"].split(os.pathsep)[0]) / "wandb"),
+                                              "agent", "--count", "5", SWEEP]
+    assert len({c.split("# log ")[1] for c in cmds}) == 4  # one log file per agent
+    assert not list(out.iterdir()) and not (tmp_path / "logs").exists()  # nothing started
+
+
+def test_gpus_all_without_a_gpu_is_a_clear_error(fake_wandb):
+    env, _out = fake_wandb
+    env["CUDA_VISIBLE_DEVICES"] = ""  # no device visible, whatever the machine has
+    res = launch(SWEEP, "--gpus", "all", env=env)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("agent.launch: error: --gpus all: no GPU visible (nvidia-smi -L and torch.cuda find "
+                                  "none); pass --gpus 0,1 or run `python -m agent.local`")
+
+
+def test_gpus_all_counts_nvidia_smi(fake_wandb, tmp_path):
+    env, _out = fake_wandb
+    smi = Path(env["PATH"].split(os.pathsep)[0]) / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-a)'\necho 'GPU 1: NVIDIA H100 (UUID: GPU-b)'\n"
+                   "echo 'GPU 2: NVIDIA H100 (UUID: GPU-c)'\n")
+    smi.chmod(0o755)
+    res = launch(SWEEP, "--gpus", "all", "--dry-run", env=env)
+    assert res.returncode == 0, res.stderr
+    assert [ln.split()[0] for ln in res.stdout.splitlines() if ln.startswith("CUDA")] == [
+        "CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1", "CUDA_VISIBLE_DEVICES=2"]
+
+
+@pytest.mark.parametrize("bad", ["ab12cd34", "team/ab12cd34", "team//ab12cd34", "https://wandb.ai/t/p/sweeps/x",
+                                 "a/b/c/d", "team/proj/ab 12"])
+def test_sweep_path_is_validated_first(bad, fake_wandb):
+    env, out = fake_wandb
+    res = launch(bad, "--gpus", "0", env=env)
+    assert res.returncode == 2 and "is not ENTITY/PROJECT/SWEEP_ID" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not list(out.iterdir())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_real_launch_one_process_per_slot_logs_and_signal_forwarding(fake_wandb, tmp_path, sig):
+    env, out = fake_wandb
+    logs = tmp_path / "logs"
+    proc = subprocess.Popen([sys.executable, "-m", "agent.launch", SWEEP, "--gpus", "0,1", "--per-gpu", "2",
+                             "--count", "3", "--stagger", "0.4", "--log-dir", str(logs)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len(records(out, "start")) < 4 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    starts = records(out, "start")
+    assert len(starts) == 4, proc.communicate(timeout=5)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stdout + stderr  # the launcher exited after its agents
+
+    # one process per slot, its own GPU, the wandb agent command line
+    assert sorted(s["cuda"] for s in starts) == ["0", "0", "1", "1"]
+    assert len({s["pid"] for s in starts}) == 4
+    assert all(s["argv"] == ["agent", "--count", "3", SWEEP] for s in starts)
+    assert all(s["pgid"] == s["pid"] for s in starts)  # own process group: a Ctrl-C reaches it once, forwarded
+    times = sorted(s["t"] for s in starts)
+    assert times[-1] - times[0] >= 0.8  # staggered starts (3 gaps of 0.4 s, minus start-up jitter)
+    # every child got the signal exactly once and ended
+    ends = records(out, "end")
+    assert len(ends) == 4 and all(e["signals"] == [sig.name] for e in ends)
+    for s in starts:
+        with pytest.raises(ProcessLookupError):
+            os.kill(s["pid"], 0)
+    # one log per agent, with the agent's output
+    files = sorted(p.name for p in logs.iterdir())
+    assert files == ["agent-gpu0-0.log", "agent-gpu0-1.log", "agent-gpu1-0.log", "agent-gpu1-1.log"]
+    for f in files:
+        text = (logs / f).read_text()
+        assert "fake wandb agent started" in text and f"fake wandb agent got ['{sig.name}']" in text
+    assert f"{sig.name} forwarded to 4 agent(s)" in stdout
+
+
+def test_a_failed_agent_makes_the_launcher_fail(fake_wandb, tmp_path):
+    env, out = fake_wandb
+    env.update(FAKE_WANDB_FAIL_ON="1", FAKE_WANDB_SECONDS="0.3")
+    res = launch(SWEEP, "--gpus", "0,1", "--stagger", "0", "--log-dir", str(tmp_path / "logs"), env=env)
+    assert res.returncode == 1
+    assert "1 of 2 agent(s) failed: gpu1-0 (exit 3)" in res.stderr
+    assert len(records(out, "start")) == 2
+    res = launch(SWEEP, "--gpus", "0", "--stagger", "0", "--log-dir", str(tmp_path / "logs2"),
+                 env=dict(env, FAKE_WANDB_FAIL_ON="x"))
+    assert res.returncode == 0 and "all 1 agent(s) done" in res.stdout
