@@ -179,12 +179,25 @@ def cache_root(cfg: TrainConfig) -> Path:
 # ============================================================================ augmentation helpers
 
 
+_NORM_CONSTANTS: dict[tuple[torch.device, torch.dtype, float], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _norm_constants(device: torch.device, dtype: torch.dtype, value_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) per channel, built once per device: torch.tensor(..., device=cuda) is a blocking
+    host->device copy, which in every training step would stall the host until the GPU drained."""
+    key = (device, dtype, value_range)
+    if key not in _NORM_CONSTANTS:
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float64)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64)
+        _NORM_CONSTANTS[key] = ((1.0 / (value_range * std)).to(device, dtype), (mean / std).to(device, dtype))
+    return _NORM_CONSTANTS[key]
+
+
 def _normalize_(x: torch.Tensor, value_range: float) -> torch.Tensor:
     """In place: x / value_range, then ImageNet mean/std, as one multiply-add per element."""
     shape = (1, -1) + (1,) * (x.dim() - 2)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device)
-    return x.mul_((1.0 / (value_range * std)).view(shape)).sub_((mean / std).view(shape))
+    scale, shift = _norm_constants(x.device, x.dtype, value_range)
+    return x.mul_(scale.view(shape)).sub_(shift.view(shape))
 
 
 def _axis_aligned_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -289,7 +302,7 @@ def _list_split(root: Path, split: str, classes: list[str] | None) -> tuple[list
         raise DataError(f"{split_dir} is missing: the data folder {root} must hold {_LAYOUT}")
     found = _class_dirs(split_dir)
     if not found:
-        raise DataError(f"{split_dir} has no class sub-folders: expected {split}/<class>/*.JPEG ({_LAYOUT})")
+        raise DataError(f"{split_dir} has no class sub-folders: the data folder {root} must hold {_LAYOUT}")
     if classes is None:
         classes = found
     else:
