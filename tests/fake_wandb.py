@@ -47,7 +47,7 @@ import string
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -282,6 +282,13 @@ class FakeWandb:
         seed: seeds the generated sweep/run/agent ids.
         agent_run_state: state given to runs an agent was handed, once the
             agent reports them gone (agents do not report exit codes).
+        run_state_from: optional ``f(run) -> state or None``, asked when an
+            agent reports a run gone. W&B learns a run's final state from the
+            run itself (its exit code; ``mark_preempting()`` first makes it
+            "preempting", then "preempted"); a test whose children run offline
+            can read that from the run's offline files. None falls back to
+            ``agent_run_state``. A sweep run that ends "preempted" is requeued
+            (handed to the next asking agent as ``resume``), as W&B does.
     """
 
     def __init__(
@@ -292,11 +299,13 @@ class FakeWandb:
         require_api_key: bool = False,
         seed: int = 0,
         agent_run_state: str = "finished",
+        run_state_from: Callable[[FakeRun], str | None] | None = None,
     ) -> None:
         self.entity = entity
         self.api_key = api_key
         self.require_api_key = require_api_key
         self.agent_run_state = agent_run_state
+        self.run_state_from = run_state_from
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._runs: dict[tuple[str, str, str], FakeRun] = {}
@@ -742,7 +751,10 @@ class FakeWandb:
             if running.get(rid):
                 run.state = "running"
             elif run.state in ("pending", "running"):
-                run.state = self.agent_run_state
+                reported = self.run_state_from(run) if self.run_state_from else None
+                run.state = reported or self.agent_run_state
+                if run.state == "preempted" and sweep is not None and rid not in sweep.requeued:
+                    sweep.requeued.append(rid)  # W&B requeues a preempted sweep run
         if sweep is None or sweep.state in ("CANCELED", "FINISHED", "CANCELLED"):
             return [{"type": "exit"}]
         if sweep.state == "PAUSED" or any(running.values()):

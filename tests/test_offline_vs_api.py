@@ -1,0 +1,134 @@
+"""The same sweep read two ways gives the same tidy table: offline files vs the W&B API.
+
+`python -m agent.local sweeps/smoke.yaml` (a real subprocess: the embedded controller and three
+real `agent.train` runs, W&B offline) leaves offline runs; `analysis.offline.load_offline` reads
+them. The same runs (ids, configs, summaries, states, histories) served by the fake W&B backend
+(tests/fake_wandb.py, 127.0.0.1) under one sweep id and pulled with `analysis.pull.pull_sweep`
+through the real `wandb.Api()` must give the identical table: no column differs.
+CPU only, no network, isolated W&B folders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_wandb import FakeWandb  # noqa: E402
+
+from analysis import EPOCH, RUN_ID, TIDY_COLUMNS  # noqa: E402
+from analysis.offline import load_offline, load_offline_runs, read_offline_run  # noqa: E402
+from analysis.pull import pull_sweep  # noqa: E402
+from mae_gap import metrics as M  # noqa: E402
+
+wandb = pytest.importorskip("wandb")
+pytestmark = pytest.mark.slow  # three real training runs
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "sweeps" / "smoke.yaml"
+ENTITY, PROJECT = "fake-team", "mae-gap-smoke"
+OVERRIDES = {"epochs": 2, "train_limit": 128, "val_limit": 64}
+
+
+def smoke_points() -> list[dict]:
+    """sweeps/smoke.yaml's grid with the overrides, read straight from the YAML: alpha is its
+    one swept parameter, the rest are constants."""
+    params = yaml.safe_load(SMOKE.read_text())["parameters"]
+    swept = [name for name, spec in params.items() if "values" in spec]
+    assert swept == ["alpha"], swept
+    constants = {name: spec["value"] for name, spec in params.items() if "value" in spec}
+    return [{**constants, **OVERRIDES, "alpha": a} for a in params["alpha"]["values"]]
+
+
+def run_agent_local(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "MAE_GAP_"))}
+    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "MAE_GAP_CACHE"):
+        env[var] = str(tmp_path / var.lower())
+    env.update(
+        WANDB_SILENT="true", CUDA_VISIBLE_DEVICES="",
+        OMP_NUM_THREADS="1",  # spinning OpenMP threads crawl on a shared 2-core box
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    sets = [arg for k, v in OVERRIDES.items() for arg in ("--set", f"{k}={v}")]
+    res = subprocess.run([sys.executable, "-m", "agent.local", str(SMOKE), *sets, "--out", str(out)],
+                         cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert "3/3 run(s) finished" in res.stdout, res.stdout[-4000:]
+    return out
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    """A started FakeWandb, with this process's wandb pointed at it and its own W&B folders."""
+    for var in list(os.environ):
+        if var.startswith("WANDB_"):
+            monkeypatch.delenv(var)
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        path = tmp_path / "api" / var.lower()
+        path.mkdir(parents=True)
+        monkeypatch.setenv(var, str(path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    server = FakeWandb(entity=ENTITY).start()
+    monkeypatch.setenv("WANDB_BASE_URL", server.url)
+    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
+    wandb.teardown()  # fresh settings singleton + wandb-core for this environment
+    try:
+        yield server
+    finally:
+        wandb.teardown()
+        server.stop()
+
+
+def test_agent_local_offline_runs_and_the_same_runs_through_the_api_give_one_table(tmp_path, fake):
+    out = run_agent_local(tmp_path)
+    manifest = json.loads((out / "sweep.json").read_text())
+
+    # Three offline runs: the three grid points, every SPEC section 4 key every epoch.
+    folders = sorted((out / "wandb").glob("offline-run-*"))
+    infos = {info["run_id"]: info for info in map(read_offline_run, folders)}
+    assert len(folders) == len(infos) == 3
+    assert [r["run_id"] for r in manifest["runs"]] == list(infos)  # one start each, in grid order
+    for run, grid in zip(manifest["runs"], smoke_points(), strict=True):
+        info = infos[run["run_id"]]
+        assert info["exit_code"] == 0
+        assert {k: info["config"][k] for k in grid} == grid, "the run's config is its grid point"
+        assert info["group"] == manifest["group"] and info["project"] == PROJECT
+        assert [row[EPOCH] for row in info["history"]] == [1, 2]
+        for row in info["history"]:
+            assert set(M.EPOCH_KEYS) <= set(row), sorted(set(M.EPOCH_KEYS) - set(row))
+            assert all(math.isfinite(row[k]) for k in M.EPOCH_KEYS), row  # knn_every=1 in smoke.yaml
+
+    offline = load_offline_runs(out)
+    assert offline.sweep == manifest["group"] and offline.duplicate_epochs == {}
+    table = load_offline(out / "wandb")
+    pd.testing.assert_frame_equal(table, offline.table)
+    assert len(table) == 6 and list(table.columns) == list(TIDY_COLUMNS)
+
+    # The same runs on the (fake) W&B server, in one sweep: ids, configs, summaries, states,
+    # histories exactly as the offline files hold them (wandb sync would upload the same).
+    sid = fake.add_sweep(ENTITY, PROJECT, SMOKE.read_text(), sweep_id=manifest["sweep_id"])
+    for run in offline.runs:
+        info = infos[run.run_id]
+        fake.add_run(ENTITY, PROJECT, run.run_id, config=info["config"], summary=info["summary"],
+                     state=run.state, history_rows=info["history"], sweep_id=sid,
+                     display_name=info["run_name"])
+    pulled = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", tmp_path / "pull")
+    assert pulled.source == "api" and sorted(pulled.pulled) == sorted(infos)
+    assert [r.state for r in pulled.runs] == ["finished"] * 3
+
+    def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.sort_values([RUN_ID, EPOCH]).reset_index(drop=True)
+
+    # Every column is the same, values and dtypes: none legitimately differs.
+    pd.testing.assert_frame_equal(tidy(pulled.table), tidy(table), check_exact=True)
