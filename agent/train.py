@@ -60,7 +60,8 @@ def start_run(cfg: TrainConfig, opts: RunOptions):
     import wandb
 
     run = wandb.init(
-        project=opts.project or os.environ.get("WANDB_PROJECT") or "mae-gap",
+        # Under a sweep W&B takes the sweep's project and ignores (with a warning) any other.
+        project=opts.project or (None if os.environ.get("WANDB_SWEEP_ID") or os.environ.get("WANDB_PROJECT") else "mae-gap"),
         entity=opts.entity or None,
         id=opts.resume or None,
         group=opts.group or None,
