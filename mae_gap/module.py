@@ -12,6 +12,7 @@ All randomness of epoch e (shuffle, crops, flips, masks) is drawn from generator
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -68,6 +69,17 @@ def _index_loader(n: int, batch_size: int, sampler: Sampler | None = None, drop_
     return DataLoader(range(n), batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
 
 
+class _HostGather:
+    """collate_fn of the host data path: a list of indices -> (uint8 images, labels) gathered on the host."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __call__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(indices)
+        return self.images[idx], self.labels[idx]
+
+
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
     """LR multiplier: linear warmup from ~0 to 1, then cosine down to min_ratio (MAE's schedule)."""
     if step < warmup_steps:
@@ -93,9 +105,14 @@ def knn_accuracy(train_feats, train_labels, val_feats, val_labels, k: int, tempe
 
 
 class MAEGapModule(pl.LightningModule):
-    def __init__(self, cfg: TrainConfig, data: DataSplits):
+    """`data_on_device=False` keeps the training images on the host: the loader gathers each batch there
+    and Lightning copies it over (the classic path; same random draws, so the same losses). The default
+    (True) holds the whole data set on the training device and a batch is only a tensor of indices."""
+
+    def __init__(self, cfg: TrainConfig, data: DataSplits, data_on_device: bool = True):
         super().__init__()
         self.cfg = cfg
+        self.data_on_device = data_on_device
         self.model = MaskedAutoencoder(cfg)
         if cfg.alpha_mode == "weighted" and cfg.alpha == 0:
             # The head is out of the objective and the optimizer; freezing it also keeps DDP from
@@ -120,14 +137,26 @@ class MAEGapModule(pl.LightningModule):
     # ------------------------------------------------------------------ set-up
 
     def on_fit_start(self) -> None:
-        self.data = self.data.to(self.device)
+        if self.data_on_device:
+            self.data = self.data.to(self.device)
+        else:  # training images stay on the host; validation data moves
+            self.data = dataclasses.replace(
+                self.data,
+                val_images=self.data.val_images.to(self.device),
+                val_labels=self.data.val_labels.to(self.device),
+            )
         n_val = self.data.val_labels.shape[0]
         # Fixed validation masks: row i depends only on (mask_seed, i) (SPEC §4).
         self.val_noise = val_mask_noise(self.cfg.mask_seed, torch.arange(n_val), self.cfg.num_patches).to(self.device)
 
     def train_dataloader(self) -> DataLoader:
         n = self.data.train_labels.shape[0]
-        return _index_loader(n, self.cfg.batch_size, EpochShuffle(n, self.cfg.seed), drop_last=n >= self.cfg.batch_size)
+        sampler, drop_last = EpochShuffle(n, self.cfg.seed), n >= self.cfg.batch_size
+        if self.data_on_device:
+            return _index_loader(n, self.cfg.batch_size, sampler, drop_last)
+        return DataLoader(range(n), batch_size=self.cfg.batch_size, sampler=sampler, drop_last=drop_last, num_workers=0,
+                          collate_fn=_HostGather(self.data.train_images, self.data.train_labels),
+                          pin_memory=self.device.type == "cuda")  # pinned batches: asynchronous copies
 
     def val_dataloader(self) -> DataLoader:
         return _index_loader(self.data.val_labels.shape[0], self.cfg.eval_batch_size)
@@ -156,18 +185,24 @@ class MAEGapModule(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.check_finite()
 
-    def training_step(self, idx: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        idx = idx.to(self.device, non_blocking=True)
-        imgs = augment(self.data.train_images[idx], generator=self.gen)  # (B, 3, S, S) float
-        labels = self.data.train_labels[idx]
-        noise = torch.rand(idx.shape[0], self.cfg.num_patches, device=self.device, generator=self.gen)
+    def training_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        # No host sync anywhere in here (no .item(), no tensors built from Python data, no blocking
+        # copies): the host only queues work, and metrics stay on the device until the epoch ends.
+        if isinstance(batch, (tuple, list)):  # host data path: (uint8 images, labels), already copied over
+            images, labels = batch
+        else:  # device data path: a batch is a tensor of indices into the device-resident data set
+            idx = batch.to(self.device, non_blocking=True)
+            images, labels = self.data.train_images[idx], self.data.train_labels[idx]
+        b = labels.shape[0]
+        imgs = augment(images, generator=self.gen)  # (B, 3, S, S) float
+        noise = torch.rand(b, self.cfg.num_patches, device=self.device, generator=self.gen)
         out = self.train_forward(imgs, labels, self.cfg.alpha, self.cfg.alpha_mode, noise=noise)
 
         terms = torch.stack([out.rec_loss, out.head_ce, out.probe_ce, out.loss]).detach().float()
         self._watch_finite(terms)
-        b = idx.shape[0]
         correct = (out.head_logits.argmax(1) == labels).sum().float()
-        self._train_sums += torch.cat([terms[[3, 0, 1, 2]] * b, torch.stack([correct, torch.full((), float(b), device=self.device)])])
+        # terms.roll(1) = (loss, rec, head_ce, probe_ce); a Python-list index would copy host data over
+        self._train_sums += torch.cat([terms.roll(1) * b, torch.stack([correct, correct.new_full((), float(b))])])
         self._train_images += b
         return out.loss
 
@@ -209,7 +244,7 @@ class MAEGapModule(pl.LightningModule):
             out.rec.float().sum(), out.pixel.float().sum(),
             (out.head_logits.argmax(1) == labels).sum().float(),
             (out.probe_logits.argmax(1) == labels).sum().float(),
-            torch.tensor(float(idx.shape[0]), device=self.device),
+            out.rec.new_full((), float(idx.shape[0]), dtype=torch.float32),
         ])
         self._val_feats.append(out.features.float())
 
@@ -227,16 +262,19 @@ class MAEGapModule(pl.LightningModule):
     @torch.no_grad()
     def features(self, images_uint8: torch.Tensor) -> torch.Tensor:
         bs = self.cfg.eval_batch_size
-        return torch.cat([self.model.features(normalize(images_uint8[i : i + bs])).float() for i in range(0, len(images_uint8), bs)])
+        chunks = (images_uint8[i : i + bs].to(self.device, non_blocking=True) for i in range(0, len(images_uint8), bs))
+        return torch.cat([self.model.features(normalize(chunk)).float() for chunk in chunks])
 
     def knn_eval(self) -> float:
         # Every rank holds the whole data set on its device, so every rank can run the same k-NN.
         was_training = self.model.training
         self.model.eval()
-        train_feats = self.features(self.data.train_images)
-        val_feats = self.features(self.data.val_images)
+        # Hooks run outside Lightning's autocast: enter it here, so k-NN features use bf16 like validation.
+        with self.trainer.precision_plugin.forward_context():
+            train_feats = self.features(self.data.train_images)
+            val_feats = self.features(self.data.val_images)
         self.model.train(was_training)
-        return knn_accuracy(train_feats, self.data.train_labels, val_feats, self.data.val_labels,
+        return knn_accuracy(train_feats, self.data.train_labels.to(self.device), val_feats, self.data.val_labels,
                             self.cfg.knn_k, self.cfg.knn_temperature, self.cfg.num_classes)
 
     # ------------------------------------------------------------------ one row per epoch
@@ -339,13 +377,16 @@ def build_trainer(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.C
 
 
 def fit(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.Callback] = (),
-        ckpt_path: str | None = None, data: DataSplits | None = None) -> FitResult:
-    """Train one run: config -> data -> model -> Lightning. Raises NonFiniteLoss on divergence."""
+        ckpt_path: str | None = None, data: DataSplits | None = None, data_on_device: bool = True) -> FitResult:
+    """Train one run: config -> data -> model -> Lightning. Raises NonFiniteLoss on divergence.
+
+    data_on_device=False keeps the training images on the host (reference path; see MAEGapModule).
+    """
     if data is None:
         check_source(cfg)  # cheap, before any decoding or device work
         data = load_data(cfg)
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
-    module = MAEGapModule(cfg, data)
+    module = MAEGapModule(cfg, data, data_on_device=data_on_device)
     trainer = build_trainer(cfg, logger, callbacks)
     trainer.fit(module, ckpt_path=ckpt_path)
     return FitResult(module.history, module, trainer, data.fingerprint)
