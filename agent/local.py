@@ -28,7 +28,6 @@ import random
 import shlex
 import signal
 import string
-import struct
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.offline import read_offline_run
 from mae_gap import metrics as M
 from agent.sweep_config import (
     SweepConfigError,
@@ -67,92 +67,6 @@ def new_id(length: int = 8) -> str:
 
 
 # ----------------------------------------------------------------------------- offline run files
-
-
-def _wandb_records(path: str | os.PathLike) -> list[bytes]:
-    """The serialized records of a `run-<id>.wandb` file (W&B's LevelDB-style log).
-
-    Layout: a 7-byte header (b":W&B", magic 0xBEE1, version), then 32 KiB blocks of
-    chunks, each with a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle,
-    4 last). A crashed run's truncated tail is ignored.
-    """
-    data = Path(path).read_bytes()
-    if data[:4] != b":W&B":
-        return []
-    block, pos, records, partial = 32768, 7, [], b""
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        if left < 7:
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if kind == 0 and length == 0:  # zero padding to the end of a block
-            pos += left
-            continue
-        chunk = data[pos + 7 : pos + 7 + length]
-        if len(chunk) < length:
-            break
-        pos += 7 + length
-        if kind == 1:
-            records.append(chunk)
-        elif kind == 2:
-            partial = chunk
-        elif kind == 3:
-            partial += chunk
-        elif kind == 4:
-            records.append(partial + chunk)
-            partial = b""
-    return records
-
-
-def read_offline_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """{'summary', 'config', 'exit_code', 'sweep_id', 'group'} of a W&B run folder.
-
-    wandb >= 0.19's offline runs keep everything in `run-<id>.wandb` (no
-    files/wandb-summary.json); an older `files/wandb-summary.json` is used when present.
-    """
-    out: dict[str, Any] = {"summary": {}, "config": {}, "exit_code": None, "sweep_id": "", "group": ""}
-    run_dir = Path(run_dir)
-    summary_json = run_dir / "files" / "wandb-summary.json"
-    files = sorted(run_dir.glob("run-*.wandb"))
-    if files:
-        try:
-            from wandb.proto import wandb_internal_pb2 as pb
-        except ImportError:  # pragma: no cover - wandb is a dependency of agent
-            pb = None
-        for raw in _wandb_records(files[-1]) if pb else []:
-            rec = pb.Record()
-            try:
-                rec.ParseFromString(raw)
-            except Exception:  # a corrupt record of a crashed run
-                continue
-            kind = rec.WhichOneof("record_type")
-            if kind == "run":
-                out["sweep_id"], out["group"] = rec.run.sweep_id, rec.run.run_group
-                _apply(out["config"], rec.run.config.update, [])
-            elif kind == "config":
-                _apply(out["config"], rec.config.update, rec.config.remove)
-            elif kind == "summary":
-                _apply(out["summary"], rec.summary.update, rec.summary.remove)
-            elif kind == "exit":
-                out["exit_code"] = rec.exit.exit_code
-    if summary_json.is_file():
-        try:
-            out["summary"].update(json.loads(summary_json.read_text()))
-        except (OSError, ValueError):
-            pass
-    return out
-
-
-def _apply(target: dict, updates: Any, removes: Any) -> None:
-    for item in updates:
-        key = item.key or "/".join(item.nested_key)
-        try:
-            target[key] = json.loads(item.value_json)
-        except ValueError:
-            target[key] = item.value_json
-    for item in removes:
-        target.pop(item.key or "/".join(item.nested_key), None)
 
 
 def find_run_dir(wandb_dir: str | os.PathLike, run_id: str) -> Path | None:
@@ -423,7 +337,10 @@ class Controller:
         run.seconds = round(time.monotonic() - start, 1)
         run.exit_code = code
         run_dir = find_run_dir(self.plan.wandb_dir, run.run_id)
-        info = read_offline_run(run_dir) if run_dir else {"summary": {}}
+        try:
+            info = read_offline_run(run_dir) if run_dir else {"summary": {}}
+        except Exception:  # noqa: BLE001 - a run killed before W&B wrote its file: nothing to show
+            info = {"summary": {}}
         run.run_dir = str(run_dir or "")
         run.summary = {k: v for k, v in info["summary"].items() if not k.startswith("_") and not isinstance(v, dict)}
         if killed:

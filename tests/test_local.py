@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from agent import local
+from analysis.offline import iter_wandb_records, read_offline_run
 from agent.sweep_config import grid, load, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,7 +330,7 @@ def test_end_to_end_with_a_fake_program(tmp_path):
         assert "fake train" in Path(r["log"]).read_text()
     assert "diverged" in Path(runs[2]["log"]).read_text()
     run_dir = local.find_run_dir(out, runs[0]["run_id"])
-    info = local.read_offline_run(run_dir)
+    info = read_offline_run(run_dir)
     assert info["exit_code"] == 0 and info["group"] == f"fake-{manifest['sweep_id']}"
     assert info["config"]["alpha"] == -0.5 and info["config"]["lr"] == 0.001
 
@@ -365,8 +366,8 @@ def test_gpu_slots_ctrl_c_and_resume(tmp_path):
 def test_read_offline_run_survives_a_truncated_file(tmp_path):
     good = tmp_path / "run-x.wandb"
     good.write_bytes(b":W&B\xe1\xbe\x00" + b"\x00" * 3 + b"\xff\x7f\x01" + b"abc")  # a chunk cut short
-    assert local._wandb_records(good) == []
-    assert local.read_offline_run(tmp_path)["summary"] == {}
+    assert list(iter_wandb_records(good)) == []
+    assert read_offline_run(tmp_path)["summary"] == {}
 
 
 @pytest.mark.slow
