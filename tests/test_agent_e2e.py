@@ -36,6 +36,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import isolated_wandb_env  # noqa: E402
 from fake_wandb import FakeRun, FakeWandb  # noqa: E402
 
 from analysis.offline import iter_wandb_records, load_offline_runs, read_offline_run  # noqa: E402
@@ -120,17 +121,10 @@ class Sweep:
 
     def __init__(self, tmp_path: Path):
         self.tmp = tmp_path
-        self.wandb_dir = tmp_path / "wandb_dir"
-        self.fake = FakeWandb(entity=ENTITY, agent_run_state="crashed",
-                              run_state_from=lambda run: offline_state(self.wandb_dir, run.run_id))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "MAE_GAP_"))}
-        for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "MAE_GAP_CACHE"):
-            path = self.wandb_dir if var == "WANDB_DIR" else tmp_path / var.lower()
-            path.mkdir(exist_ok=True)
-            env[var] = str(path)
-        env.update(
-            WANDB_MODE="offline",  # inherited by the children; the agent itself talks to the fake
-            WANDB_SILENT="true",
+        # W&B isolated in tmp_path (conftest); WANDB_MODE=offline is inherited by the children,
+        # the agent itself talks to the fake.
+        self.env = isolated_wandb_env(
+            tmp_path,
             CUDA_VISIBLE_DEVICES="",
             # One intra-op thread: on a shared 2-core box, torch's spinning OpenMP threads made
             # these tiny runs 2-10x slower whenever another process wanted a core.
@@ -138,7 +132,9 @@ class Sweep:
             PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
             PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),  # ${interpreter} = "python"
         )
-        self.env = env
+        self.wandb_dir = Path(self.env["WANDB_DIR"])  # tmp_path / "wandb_dir"
+        self.fake = FakeWandb(entity=ENTITY, agent_run_state="crashed",
+                              run_state_from=lambda run: offline_state(self.wandb_dir, run.run_id))
         self.agent: subprocess.Popen | None = None
         self.others: list[subprocess.Popen] = []  # other processes the test started (killed at the end)
         self.log = tmp_path / "agent.log"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import isolated_wandb_env
 from fake_wandb import FakeWandb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,12 +87,10 @@ def test_bad_input_gets_one_clear_line(case, tmp_path, fake):
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "wc"),
-               WANDB_CONFIG_DIR=str(tmp_path / "wcfg"), WANDB_SILENT="true", MAE_GAP_CACHE=str(tmp_path / "cache"),
-               HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), CUDA_VISIBLE_DEVICES="",
-               PATH=os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not Path(p, "nvidia-smi").exists()),
-               PYTHONPATH=str(REPO), **fake.env())
+    env = isolated_wandb_env(  # W&B offline with WANDB_DIR = tmp_path; no network, no GPU
+        tmp_path, wandb_dir=tmp_path, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), CUDA_VISIBLE_DEVICES="",
+        PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not Path(p, "nvidia-smi").exists()),
+        PYTHONPATH=str(REPO), **fake.env())
     if argv[0] == "analysis.pull_and_plot" and "--offline" not in argv:
         env.pop("WANDB_MODE")  # the W&B API, against the fake backend
     args = [a.format(tmp=tmp_path) for a in argv]

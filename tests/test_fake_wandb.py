@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import FAKE_ENTITY  # noqa: E402
 from fake_wandb import (  # noqa: E402
     FakeWandb,
     grid_points,
@@ -32,35 +33,13 @@ wandb = pytest.importorskip("wandb")
 
 HERE = Path(__file__).parent
 PROGRAMS = HERE / "fake_programs"
-ENTITY, PROJECT = "fake-team", "mae-gap-fake"
-
-# Variables that would leak a developer's W&B setup into a test.
-_LEAKY = (
-    "WANDB_MODE", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_SWEEP_ID", "WANDB_RUN_ID",
-    "WANDB_SWEEP_PARAM_PATH", "WANDB_SERVICE", "WANDB_RESUME", "WANDB_RUN_GROUP",
-    "WANDB_NAME", "WANDB_NOTES", "WANDB_TAGS", "WANDB_JOB_TYPE", "WANDB_DISABLED",
-    "WANDB_SILENT", "WANDB_ORGANIZATION", "WANDB_IDENTITY_TOKEN_FILE",
-)
+ENTITY, PROJECT = FAKE_ENTITY, "mae-gap-fake"
 
 
 @pytest.fixture
-def fake(monkeypatch, tmp_path):
-    """A started FakeWandb, with this process's wandb pointed at it."""
-    for var in _LEAKY:
-        monkeypatch.delenv(var, raising=False)
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        path = tmp_path / var.lower()
-        path.mkdir()
-        monkeypatch.setenv(var, str(path))
-    server = FakeWandb(entity=ENTITY).start()
-    monkeypatch.setenv("WANDB_BASE_URL", server.url)
-    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
-    wandb.teardown()  # fresh settings singleton + wandb-core for this env
-    try:
-        yield server
-    finally:
-        wandb.teardown()
-        server.stop()
+def fake(fake_wandb):
+    """conftest's fake_wandb: a started FakeWandb for ENTITY, this process's wandb pointed at it."""
+    return fake_wandb
 
 
 def _config_params(runs):

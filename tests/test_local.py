@@ -23,19 +23,10 @@ SWEEPS = ROOT / "sweeps"
 
 
 @pytest.fixture(autouse=True)
-def isolated_wandb(tmp_path, monkeypatch):
-    """No W&B state outside tmp_path, no network, no inherited sweep/run ids."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-default"))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(home / ".config" / "wandb"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(home / ".cache" / "wandb"))
-    monkeypatch.setenv("WANDB_DATA_DIR", str(home / ".local" / "wandb"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for var in ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH", "WANDB_ENTITY", "WANDB_PROJECT",
-                "WANDB_RUN_GROUP", "WANDB_API_KEY", "WANDB_SERVICE", "CUDA_VISIBLE_DEVICES"):
-        monkeypatch.delenv(var, raising=False)
+def isolated(isolated_wandb, monkeypatch):
+    """No W&B state outside tmp_path, no network, no inherited sweep/run ids (conftest's
+    isolated_wandb: W&B offline), and no inherited GPU choice."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
 
 def args_for(*argv: str):

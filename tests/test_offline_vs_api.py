@@ -23,6 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import isolated_wandb_env, serve_fake_wandb  # noqa: E402
 from fake_wandb import FakeWandb  # noqa: E402
 
 from analysis import EPOCH, RUN_ID, TIDY_COLUMNS  # noqa: E402
@@ -51,11 +52,9 @@ def smoke_points() -> list[dict]:
 
 def run_agent_local(tmp_path: Path) -> Path:
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "MAE_GAP_"))}
-    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "MAE_GAP_CACHE"):
-        env[var] = str(tmp_path / var.lower())
-    env.update(
-        WANDB_SILENT="true", CUDA_VISIBLE_DEVICES="",
+    # W&B isolated in tmp_path (agent.local gives its runs WANDB_DIR=out and WANDB_MODE=offline).
+    env = isolated_wandb_env(
+        tmp_path, CUDA_VISIBLE_DEVICES="",
         OMP_NUM_THREADS="1",  # spinning OpenMP threads crawl on a shared 2-core box
         PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
     )
@@ -70,24 +69,10 @@ def run_agent_local(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
-    """A started FakeWandb, with this process's wandb pointed at it and its own W&B folders."""
-    for var in list(os.environ):
-        if var.startswith("WANDB_"):
-            monkeypatch.delenv(var)
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        path = tmp_path / "api" / var.lower()
-        path.mkdir(parents=True)
-        monkeypatch.setenv(var, str(path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    server = FakeWandb(entity=ENTITY).start()
-    monkeypatch.setenv("WANDB_BASE_URL", server.url)
-    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
-    wandb.teardown()  # fresh settings singleton + wandb-core for this environment
-    try:
+    """A started FakeWandb, with this process's wandb pointed at it and its own W&B folders
+    (in tmp_path/api: apart from the agent.local subprocess's)."""
+    with serve_fake_wandb(monkeypatch, tmp_path, FakeWandb(entity=ENTITY), sub="api") as server:
         yield server
-    finally:
-        wandb.teardown()
-        server.stop()
 
 
 def test_agent_local_offline_runs_and_the_same_runs_through_the_api_give_one_table(tmp_path, fake):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_wandb import FakeWandb, _GraphQLError  # noqa: E402
+from conftest import FAKE_ENTITY, isolated_wandb_env  # noqa: E402
+from fake_wandb import _GraphQLError  # noqa: E402
 
 from analysis import (  # noqa: E402
     ALPHA,
@@ -55,49 +55,21 @@ from mae_gap import metrics as M  # noqa: E402
 wandb = pytest.importorskip("wandb")
 from wandb.sdk import wandb_setup  # noqa: E402
 
-ENTITY, PROJECT = "fake-team", "mae-gap-fake"
+ENTITY, PROJECT = FAKE_ENTITY, "mae-gap-fake"
 ALPHAS = [-10, -5, -2, -1, -0.5, -0.1, -0.05, -0.01, -0.005, -0.001, -0.0001, -0.00001, 0.0,
           0.00001, 0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 20]
 # Fast retries for tests: our backoff in ms (wandb-core's own single retry waits ~2 s).
 FAST = RetryPolicy(attempts=3, base_s=0.02, cap_s=0.1)
 NO_RETRY = RetryPolicy(attempts=1)  # only wandb-core's one retry
-_LEAKY = (
-    "WANDB_MODE", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_SWEEP_ID", "WANDB_RUN_ID",
-    "WANDB_SWEEP_PARAM_PATH", "WANDB_SERVICE", "WANDB_RESUME", "WANDB_RUN_GROUP",
-    "WANDB_NAME", "WANDB_NOTES", "WANDB_TAGS", "WANDB_JOB_TYPE", "WANDB_DISABLED",
-    "WANDB_SILENT", "WANDB_ORGANIZATION", "WANDB_IDENTITY_TOKEN_FILE",
-    "WANDB__GRAPHQL_RETRY_MAX", "WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS",
-    "WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS",
-)
 
 
 # --------------------------------------------------------------------------- fixtures, data
 
 
-def isolate_wandb(monkeypatch, tmp_path) -> None:
-    """This test's own WANDB_* folders and no leaked W&B settings."""
-    for var in _LEAKY:
-        monkeypatch.delenv(var, raising=False)
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        path = tmp_path / var.lower()
-        path.mkdir(exist_ok=True)
-        monkeypatch.setenv(var, str(path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-
-
 @pytest.fixture
-def fake(monkeypatch, tmp_path):
-    """A started FakeWandb with this process's wandb pointed at it."""
-    isolate_wandb(monkeypatch, tmp_path)
-    server = FakeWandb(entity=ENTITY).start()
-    monkeypatch.setenv("WANDB_BASE_URL", server.url)
-    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
-    wandb.teardown()  # fresh settings singleton + wandb-core for this env
-    try:
-        yield server
-    finally:
-        wandb.teardown()
-        server.stop()
+def fake(fake_wandb):
+    """conftest's fake_wandb: a started FakeWandb for ENTITY, this process's wandb pointed at it."""
+    return fake_wandb
 
 
 def epoch_rows(i: int, epochs: int, knn_every: int = 5, nan_knn: bool = False, **drop) -> list[dict]:
@@ -269,8 +241,7 @@ def write_offline_runs(tmp_path: Path, runs: list[dict], group: str, wandb_dir: 
     spec = tmp_path / "runs.json"
     spec.write_text(json.dumps({"project": PROJECT, "group": group, "runs": runs,
                                 "keys": list(M.EPOCH_KEYS[1:])}))
-    env = dict(os.environ, WANDB_DIR=str(wandb_dir), WANDB_MODE="offline", WANDB_SILENT="true")
-    env.pop("WANDB_BASE_URL", None)
+    env = isolated_wandb_env(tmp_path, wandb_dir=wandb_dir)  # offline; no WANDB_BASE_URL
     proc = subprocess.run([sys.executable, str(prog), str(spec)], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode in (0, 9), proc.stderr[-3000:]

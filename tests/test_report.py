@@ -11,8 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import serve_fake_wandb  # noqa: E402
 from fake_wandb import FakeWandb, _b64  # noqa: E402
-from test_pull import ENTITY, PROJECT, epoch_rows, isolate_wandb  # noqa: E402
+from test_pull import ENTITY, PROJECT, epoch_rows  # noqa: E402
 
 from analysis import plots  # noqa: E402
 from analysis.offline import find_offline_run_files, read_offline_run  # noqa: E402
@@ -57,16 +58,9 @@ class ReportFake(FakeWandb):
 
 @pytest.fixture
 def report_fake(monkeypatch, tmp_path):
-    isolate_wandb(monkeypatch, tmp_path)
-    server = ReportFake(entity=ENTITY).start()
-    monkeypatch.setenv("WANDB_BASE_URL", server.url)
-    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
-    wandb.teardown()
-    try:
+    """A started ReportFake, with this process's wandb pointed at it (conftest.serve_fake_wandb)."""
+    with serve_fake_wandb(monkeypatch, tmp_path, ReportFake(entity=ENTITY)) as server:
         yield server
-    finally:
-        wandb.teardown()
-        server.stop()
 
 
 def small_analysis(out: Path):
@@ -93,9 +87,8 @@ def runset_filters(spec: dict) -> list[list[dict]]:
 # --------------------------------------------------------------------------- the analysis run
 
 
-def test_offline_analysis_run_has_images_table_stats_and_artifact(monkeypatch, tmp_path):
-    isolate_wandb(monkeypatch, tmp_path)
-    monkeypatch.setenv("WANDB_MODE", "offline")
+def test_offline_analysis_run_has_images_table_stats_and_artifact(isolated_wandb, monkeypatch, tmp_path):
+    # isolated_wandb: W&B offline, its folders in tmp_path (WANDB_DIR = tmp_path / "wandb_dir").
     # As if started from a sweep agent's shell: must not join (or resume) the sweep's run.
     monkeypatch.setenv("WANDB_SWEEP_ID", "agent-sweep")
     monkeypatch.setenv("WANDB_RUN_ID", "agentrun1")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from analysis.offline import read_offline_run
 from mae_gap import metrics as M
 from mae_gap.config import PRESETS
 
+from conftest import isolated_wandb_env
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = [f"--{k}={v}" for k, v in PRESETS["tiny"].items()] + [
     "--dataset=digits", "--accelerator=cpu", "--lr=0.001", "--eval_batch_size=256",
@@ -23,15 +24,9 @@ TINY = [f"--{k}={v}" for k, v in PRESETS["tiny"].items()] + [
 
 
 @pytest.fixture
-def wandb_env(tmp_path, monkeypatch):
-    env = dict(os.environ)
-    for key in list(env):
-        if key.startswith("WANDB_"):
-            del env[key]
-    env.update(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "cache"),
-               WANDB_CONFIG_DIR=str(tmp_path / "config"), WANDB_DATA_DIR=str(tmp_path / "data"),
-               WANDB_SILENT="true", MAE_GAP_CACHE=str(tmp_path / "mae-cache"), PYTHONPATH=str(REPO))
-    return env
+def wandb_env(tmp_path):
+    """agent.train's environment: W&B offline and isolated, WANDB_DIR = tmp_path (also the cwd)."""
+    return isolated_wandb_env(tmp_path, wandb_dir=tmp_path, PYTHONPATH=str(REPO))
 
 
 def train(env, *args, **kw) -> subprocess.CompletedProcess:

@@ -1,0 +1,104 @@
+"""W&B isolation shared by the tests: each test gets its own W&B folders and none of the
+developer's W&B settings, and (where it asks) the fake W&B backend of tests/fake_wandb.py with
+this process's wandb pointed at it.
+
+* `isolated_wandb_env(tmp_path, ...)`: the environment for a subprocess (a dict).
+* `isolate_wandb(monkeypatch, tmp_path, ...)`: the same applied to this process, undone after the test;
+  fixture `isolated_wandb`.
+* `serve_fake_wandb(monkeypatch, tmp_path, server)`: a started fake with this process's wandb
+  pointed at it, torn down after; fixture `fake_wandb`.
+
+Test modules import the functions (`from conftest import ...`) where they need other settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fake_wandb import FakeWandb
+
+FAKE_ENTITY = "fake-team"  # the entity the fake_wandb fixture's server answers for
+# Removed from the inherited environment: every W&B setting (mode, entity, project, sweep and
+# run ids, service, retry settings, ...) and this project's own (MAE_GAP_CACHE).
+LEAKY_PREFIXES = ("WANDB_", "MAE_GAP_")
+# Per-test folders, each named after its variable: <tmp_path>[/<sub>]/wandb_dir, ...
+FOLDER_VARS = ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "MAE_GAP_CACHE")
+
+
+def isolated_wandb_env(
+    tmp_path: Path,
+    *,
+    sub: str = "",
+    wandb_dir: Path | None = None,
+    mode: str | None = "offline",
+    **extra: str,
+) -> dict[str, str]:
+    """A copy of os.environ for a subprocess, with W&B isolated in tmp_path.
+
+    No inherited WANDB_* / MAE_GAP_* variable; WANDB_DIR, WANDB_CACHE_DIR, WANDB_CONFIG_DIR,
+    WANDB_DATA_DIR and MAE_GAP_CACHE are folders (created) named after the variable in
+    tmp_path/sub (`wandb_dir` gives WANDB_DIR another place); WANDB_SILENT=true;
+    WANDB_MODE=mode (None: left unset). `extra` variables are set last.
+    """
+    root = Path(tmp_path, sub)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(LEAKY_PREFIXES)}
+    for var in FOLDER_VARS:
+        path = Path(wandb_dir) if var == "WANDB_DIR" and wandb_dir is not None else root / var.lower()
+        path.mkdir(parents=True, exist_ok=True)
+        env[var] = str(path)
+    env["WANDB_SILENT"] = "true"
+    if mode is not None:
+        env["WANDB_MODE"] = mode
+    env.update(extra)
+    return env
+
+
+def isolate_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **kw) -> dict[str, str]:
+    """isolated_wandb_env(tmp_path, **kw) applied to this process's environment (monkeypatch
+    restores it after the test); returns that environment."""
+    env = isolated_wandb_env(tmp_path, **kw)
+    for var in [v for v in os.environ if v not in env]:
+        monkeypatch.delenv(var)
+    for var, value in env.items():
+        if os.environ.get(var) != value:
+            monkeypatch.setenv(var, value)
+    return env
+
+
+@contextlib.contextmanager
+def serve_fake_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: FakeWandb | None = None,
+                     **kw) -> Iterator[FakeWandb]:
+    """`server` (default: a FakeWandb for FAKE_ENTITY) started, with this process's wandb pointed
+    at it (WANDB_BASE_URL, WANDB_API_KEY) in an isolated W&B environment (isolate_wandb's `kw`;
+    WANDB_MODE unset) and a fresh wandb-core; torn down and stopped on exit."""
+    import wandb
+
+    isolate_wandb(monkeypatch, tmp_path, **{"mode": None, **kw})
+    server = (FakeWandb(entity=FAKE_ENTITY) if server is None else server).start()
+    for var, value in server.env().items():
+        monkeypatch.setenv(var, value)
+    wandb.teardown()  # fresh settings singleton + wandb-core for this environment
+    try:
+        yield server
+    finally:
+        wandb.teardown()
+        server.stop()
+
+
+@pytest.fixture
+def isolated_wandb(monkeypatch, tmp_path) -> dict[str, str]:
+    """This test's own W&B folders, W&B offline and silent, no inherited W&B settings."""
+    return isolate_wandb(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch, tmp_path) -> Iterator[FakeWandb]:
+    """A started FakeWandb (entity FAKE_ENTITY) with this process's wandb pointed at it."""
+    pytest.importorskip("wandb")
+    with serve_fake_wandb(monkeypatch, tmp_path) as server:
+        yield server
