@@ -64,9 +64,12 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
-def _index_loader(n: int, batch_size: int, sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
-    # Collating a list of ints into one index tensor is all this loader does; the images stay on the device.
-    return DataLoader(range(n), batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
+def _index_loader(n: int, batch_size: int, sampler: Sampler | None = None, drop_last: bool = False,
+                  pin: bool = False) -> DataLoader:
+    # Collating a list of ints into one index tensor is all this loader does; the images stay on the
+    # device. Pinned on CUDA, so the tiny index copy is asynchronous (a pageable copy can stall the host).
+    return DataLoader(range(n), batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0,
+                      pin_memory=pin)
 
 
 class _HostGather:
@@ -153,13 +156,13 @@ class MAEGapModule(pl.LightningModule):
         n = self.data.train_labels.shape[0]
         sampler, drop_last = EpochShuffle(n, self.cfg.seed), n >= self.cfg.batch_size
         if self.data_on_device:
-            return _index_loader(n, self.cfg.batch_size, sampler, drop_last)
+            return _index_loader(n, self.cfg.batch_size, sampler, drop_last, pin=self.device.type == "cuda")
         return DataLoader(range(n), batch_size=self.cfg.batch_size, sampler=sampler, drop_last=drop_last, num_workers=0,
                           collate_fn=_HostGather(self.data.train_images, self.data.train_labels),
                           pin_memory=self.device.type == "cuda")  # pinned batches: asynchronous copies
 
     def val_dataloader(self) -> DataLoader:
-        return _index_loader(self.data.val_labels.shape[0], self.cfg.eval_batch_size)
+        return _index_loader(self.data.val_labels.shape[0], self.cfg.eval_batch_size, pin=self.device.type == "cuda")
 
     def configure_optimizers(self):
         cfg = self.cfg
@@ -233,7 +236,6 @@ class MAEGapModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(5, device=self.device)  # rec, pixel, head_correct, probe_correct, n
-        self._val_feats: list[torch.Tensor] = []
 
     def validation_step(self, idx: torch.Tensor, batch_idx: int) -> None:
         idx = idx.to(self.device, non_blocking=True)
@@ -246,7 +248,6 @@ class MAEGapModule(pl.LightningModule):
             (out.probe_logits.argmax(1) == labels).sum().float(),
             out.rec.new_full((), float(idx.shape[0]), dtype=torch.float32),
         ])
-        self._val_feats.append(out.features.float())
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
