@@ -104,10 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Heavy imports only after the command line is known to be good.
     from pytorch_lightning.loggers import WandbLogger
-
-    from mae_gap.data import DataError, check_source, load_data
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+    from mae_gap.data import DataError, check_source, load_data
     from mae_gap.module import EpochCheckpoint, NonFiniteLoss, fit
 
     run = start_run(cfg, opts)
