@@ -346,3 +346,22 @@ def test_faults_through_the_agent_diverged_run_fails_preempted_run_resumes(sweep
                 assert math.isnan(ours[key]) and math.isnan(theirs[key])
             else:
                 assert ours[key] == pytest.approx(theirs[key], abs=1e-4), (ours[M.EPOCH], key)
+
+
+def test_bad_data_path_fails_its_run_and_the_agent_goes_on(sweep, tmp_path):
+    """A grid point whose data folder is missing: that child exits 1 with the reason in its run
+    summary, and the agent runs the next point, which finishes (SPEC section 7)."""
+    missing = tmp_path / "no-such-data"
+    sweep.start(sweep_yaml("e2e-bad-data", {"data_dir": [str(missing), ""]},
+                           epochs=1, train_limit=128, val_limit=64, knn_every=0))
+    assert sweep.wait(timeout=240) == 0, sweep.log_text()[-4000:]
+    bad, good = sweep.issued()
+    assert (point(bad)["data_dir"], point(good)["data_dir"]) == (str(missing), "")
+
+    (folder,) = run_folders(sweep.wandb_dir, bad["run_id"])
+    failed = read_offline_run(folder)
+    assert failed["exit_code"] == 1 and str(missing) in failed["summary"][M.FAILURE_REASON]
+    assert failed["history"] == []
+    (folder,) = run_folders(sweep.wandb_dir, good["run_id"])
+    finished = read_offline_run(folder)
+    assert finished["exit_code"] == 0 and [row[M.EPOCH] for row in finished["history"]] == [1]
