@@ -129,6 +129,14 @@ def _item_value(item: Any) -> Any:
     return val
 
 
+def _apply(target: dict[str, Any], updates: Any, removes: Any) -> None:
+    """Apply one config/summary record (items to set, items to remove) to a plain dict."""
+    for item in updates:
+        target[_item_key(item)] = _json(item.value_json)
+    for item in removes:
+        target.pop(_item_key(item), None)
+
+
 def _find_wandb_file(run_dir: str | Path) -> Path:
     p = Path(run_dir)
     if p.is_file():
@@ -180,22 +188,15 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
                        run_name=r.display_name or None)
             if r.HasField("start_time"):
                 out["start_time"] = r.start_time.seconds + r.start_time.nanos / 1e9
-            for item in r.config.update:
-                out["config"][_item_key(item)] = _json(item.value_json)
+            _apply(out["config"], r.config.update, ())
         elif kind == "config":
-            for item in rec.config.update:
-                out["config"][_item_key(item)] = _json(item.value_json)
-            for item in rec.config.remove:
-                out["config"].pop(_item_key(item), None)
+            _apply(out["config"], rec.config.update, rec.config.remove)
         elif kind == "history":
             out["history"].append(
                 {_item_key(i): _item_value(i) for i in rec.history.item}
             )
         elif kind == "summary":
-            for item in rec.summary.update:
-                out["summary"][_item_key(item)] = _json(item.value_json)
-            for item in rec.summary.remove:
-                out["summary"].pop(_item_key(item), None)
+            _apply(out["summary"], rec.summary.update, rec.summary.remove)
         elif kind == "artifact":
             a = rec.artifact
             out["artifacts"].append({

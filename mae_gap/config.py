@@ -112,8 +112,9 @@ class ConfigError(ValueError):
 def validate(cfg: TrainConfig) -> None:
     """Checks that cost nothing, run before any data loading or device work."""
     problems = []
+    hints = _hints()
     for f in dataclasses.fields(cfg):
-        choices = _choices(_hints()[f.name])
+        choices = _choices(hints[f.name])
         if choices and getattr(cfg, f.name) not in choices:
             problems.append(f"{f.name}={getattr(cfg, f.name)!r} is not one of {', '.join(map(str, choices))}")
     sizes_ok = cfg.patch_size > 0 and cfg.img_size > 0 and cfg.img_size % cfg.patch_size == 0
