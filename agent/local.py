@@ -47,11 +47,12 @@ from agent.sweep_config import (
     parse_override,
     relpath,
     run_args,
+    same_computation_key,
     validate,
 )
 
 MANIFEST = "sweep.json"
-TABLE_METRICS = (M.VAL_MSE, M.VAL_PROBE_ACC)
+TABLE_METRICS = (M.VAL_MSE, M.VAL_LINEAR_ACC, M.VAL_KNN_ACC)
 KILL_DELAY_S = 30.0  # as wandb agent: SIGTERM, then SIGKILL after this long
 POLL_S = 0.2
 
@@ -89,7 +90,7 @@ class Run:
     run_id: str
     params: dict[str, Any]
     command: list[str] = field(default_factory=list)
-    state: str = "pending"  # pending | running | finished | failed | crashed | killed
+    state: str = "pending"  # pending | running | finished | failed | crashed | killed | skipped
     exit_code: int | None = None
     seconds: float | None = None
     log: str = ""
@@ -199,7 +200,19 @@ def make_plan(args: argparse.Namespace) -> Plan:
     for run in runs:
         run.command = build_command(config, run.params, str(plan.args_json_path(run)))
         run.log = str(out_dir / "logs" / f"{run.index:03d}-{run.run_id}.log")
+    skip_same_computations(runs)
     return plan
+
+
+def skip_same_computations(runs: list[Run]) -> None:
+    """Marks grid points that train exactly what an earlier point trains (confusion at alpha >= 0
+    is grl) as skipped, naming the run that covers them. `wandb agent` would run them again."""
+    first: dict[str, Run] = {}
+    for run in runs:
+        covered_by = first.setdefault(same_computation_key(run.params), run)
+        if covered_by is not run:
+            run.state = "skipped"
+            run.summary = {"skipped": f"same computation as run {covered_by.run_id} (confusion at alpha >= 0 is grl)"}
 
 
 def _resume_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> Plan:
@@ -218,7 +231,7 @@ def _resume_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> Plan:
                 data.get("remote_sweep", ""), data["project"], data.get("entity", ""), data["group"],
                 Path(args.resume).resolve(), Path(data["wandb_dir"]), data.get("online", False) or args.online, runs)
     for run in runs:
-        if run.state != "finished":
+        if run.state not in ("finished", "skipped"):
             run.state, run.exit_code, run.seconds = "pending", None, None
     return plan
 
@@ -259,7 +272,7 @@ def _last_line(path: str) -> str:
 class Controller:
     def __init__(self, plan: Plan, slots: list[str | None], count: int | None, out=sys.stdout):
         self.plan, self.slots, self.out = plan, slots, out
-        todo = [r for r in plan.runs if r.state != "finished"]
+        todo = [r for r in plan.runs if r.state not in ("finished", "skipped")]
         self.todo = deque(todo[:count] if count else todo)
         self.total = len(self.todo)
         self.done = self.started = 0
@@ -433,7 +446,7 @@ def next_steps(plan: Plan) -> str:
     if not plan.online and ran:
         lines.append(f"  wandb sync {wandb_sub}/offline-run-*     # upload to W&B project {plan.project} (needs an account)")
     lines.append(f"  python -m analysis.pull_and_plot --offline {wandb_sub}     # tube plot and statistics")
-    unfinished = [r for r in plan.runs if r.state != "finished"]
+    unfinished = [r for r in plan.runs if r.state not in ("finished", "skipped")]
     if unfinished:
         lines.append(f"  python -m agent.local --resume {relpath(plan.out_dir)}     # re-run the {len(unfinished)} unfinished run(s)")
     return "\n".join(lines)
@@ -504,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(describe(plan, slots), flush=True)
     if args.dry_run:
-        todo = [r for r in plan.runs if r.state != "finished"]
+        todo = [r for r in plan.runs if r.state not in ("finished", "skipped")]
         for n, run in enumerate(todo[: args.count] if args.count else todo):
             gpu = slots[n % len(slots)]
             pre = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu is not None else ""
@@ -530,7 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     print("", flush=True)
     print(table(plan))
     n_ok = sum(r.state == "finished" for r in plan.runs)
-    print(f"\n{n_ok}/{len(plan.runs)} run(s) finished" + (" (interrupted)" if interrupted else "")
+    n_skip = sum(r.state == "skipped" for r in plan.runs)
+    print(f"\n{n_ok}/{len(plan.runs) - n_skip} run(s) finished" + (f" ({n_skip} skipped: same computation as another point)" if n_skip else "")
+          + (" (interrupted)" if interrupted else "")
           + f"; logs in {relpath(plan.out_dir / 'logs')}")
     print(next_steps(plan), flush=True)
     return 130 if interrupted else 0

@@ -276,6 +276,20 @@ def grid(values: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(values[n] for n in names))]
 
 
+def same_computation_key(params: dict[str, Any]) -> str:
+    """Grid points with equal keys train the same thing: confusion at alpha >= 0 is grl
+    (`mae_gap.config.effective_alpha_mode`). W&B's grid runs both; agent.local runs the first."""
+    import json
+
+    from mae_gap.config import effective_alpha_mode
+
+    fields = _fields()
+    alpha = float(params.get("alpha", fields["alpha"].default))
+    mode = str(params.get("alpha_mode", fields["alpha_mode"].default))
+    point = {**params, "alpha_mode": effective_alpha_mode(alpha, mode)}
+    return json.dumps(point, sort_keys=True, default=str)
+
+
 def sweep_args(params: dict[str, Any]) -> dict[str, Any]:
     """The SDK's argument formats (`args`, `args_json`, ...) for one run's parameters."""
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args

@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     from mae_gap.data import DataError, check_source, load_data
-    from mae_gap.module import EpochCheckpoint, NonFiniteLoss, fit
+    from mae_gap.module import EpochCheckpoint, NonFiniteLoss, fit, steps_per_epoch
 
     run = start_run(cfg, opts)
     ckpt = checkpoint_path(cfg, run.id)
@@ -115,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_source(cfg)
         data = load_data(cfg)
-        run.config.update({"data_fingerprint": data.fingerprint}, allow_val_change=True)
+        n_steps = steps_per_epoch(cfg, int(data.train_labels.shape[0]))
+        # Training length and the lr actually used, so runs of different batch sizes compare like with like.
+        run.config.update({"data_fingerprint": data.fingerprint, "effective_lr": cfg.effective_lr,
+                           "steps_per_epoch": n_steps, "total_steps": n_steps * cfg.epochs}, allow_val_change=True)
         logger = WandbLogger(experiment=run)
         logger.experiment  # WandbLogger defines its own step metric on first access; ours overrides it
         define_epoch_axis(run)

@@ -310,11 +310,11 @@ class PlainLoop:
         if cfg.alpha_mode == "weighted" and cfg.alpha == 0:
             self.model.head.requires_grad_(False)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
-        self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.effective_lr, betas=(cfg.beta1, cfg.beta2),
                                      fused=device.type == "cuda")
         warm = max(1, total_steps // max(1, cfg.epochs))
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: warmup_cosine(s, warm, total_steps, cfg.min_lr / cfg.lr))
+            self.opt, lambda s: warmup_cosine(s, warm, total_steps, cfg.min_lr / cfg.effective_lr))
         self.scaler = torch.amp.GradScaler(device.type) if precision == "16-mixed" else None
         self.gen = torch.Generator(device).manual_seed(cfg.seed + 12345)
         if device.type == "cuda":

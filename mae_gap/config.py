@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence, get_args, get_origin, get_type_hints
 
-ALPHA_MODES = ("grl", "weighted")
+ALPHA_MODES = ("grl", "weighted", "confusion")
 DATASETS = ("imagenette", "folder", "digits", "synthetic")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 
@@ -30,11 +30,13 @@ class TrainConfig:
 
     # --- the experiment's independent variables
     alpha: float = _f(0.0, "signed weight of the supervised head (negative = anti-regularization)")
-    alpha_mode: Literal["grl", "weighted"] = _f(
-        "grl", "grl: encoder gets alpha*dCE/dz via gradient scaling; weighted: loss = rec + alpha*CE"
+    alpha_mode: Literal["grl", "weighted", "confusion"] = _f(
+        "grl", "grl: encoder gets alpha*dCE/dz via gradient scaling; weighted: loss = rec + alpha*CE; "
+        "confusion: as grl for alpha >= 0, for alpha < 0 the encoder gets |alpha|*dCE(head(z), uniform)/dz"
     )
-    lr: float = _f(1.5e-4, "peak AdamW learning rate (after warmup)")
-    seed: int = _f(0, "seed for weights, masks and augmentation")
+    lr: float = _f(1.5e-4, "peak AdamW learning rate (after warmup); ignored when blr > 0")
+    blr: float = _f(0.0, "MAE's base lr: when > 0, lr = blr * batch_size * devices / 256 (0 = use lr)")
+    seed: int = _f(0, "seed for init, shuffle, crops and training masks (never the val masks or subsets)")
 
     # --- model (SPEC section 2); every size is a field so tests run a tiny model through the same code
     img_size: int = _f(224, "image side in pixels (must be divisible by patch_size)")
@@ -78,6 +80,7 @@ class TrainConfig:
     knn_every: int = _f(1, "run the k-NN evaluation every N epochs (0 = off)")
     knn_k: int = _f(20, "neighbours of the k-NN evaluation")
     knn_temperature: float = _f(0.07, "temperature of the k-NN vote weights")
+    online_probe: bool = _f(True, "train the online probe on a no-grad unmasked pass (+~7% FLOPs); False logs NaN for it")
 
     # --- runtime
     accelerator: str = _f("auto", "Lightning accelerator: auto | cpu | gpu")
@@ -97,12 +100,26 @@ class TrainConfig:
         return (self.img_size // self.patch_size) ** 2
 
     @property
+    def effective_alpha_mode(self) -> str:
+        return effective_alpha_mode(self.alpha, self.alpha_mode)
+
+    @property
+    def effective_lr(self) -> float:
+        """The peak lr actually used: blr * global batch / 256 (MAE's rule) when blr is set, else lr."""
+        return self.blr * self.batch_size * self.devices / 256 if self.blr > 0 else self.lr
+
+    @property
     def source(self) -> str:
         """The data source actually used: a data_dir means a local folder."""
         return "folder" if self.data_dir else self.dataset
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def effective_alpha_mode(alpha: float, alpha_mode: str) -> str:
+    """The mode that actually runs: confusion with alpha >= 0 IS grl (the same code path, bit for bit)."""
+    return "grl" if alpha_mode == "confusion" and alpha >= 0 else alpha_mode
 
 
 class ConfigError(ValueError):
@@ -134,6 +151,8 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("lr", "knn_temperature", "head_lr_scale"):
         if not getattr(cfg, name) > 0:
             problems.append(f"{name}={getattr(cfg, name)} must be positive")
+    if cfg.blr < 0:
+        problems.append(f"blr={cfg.blr} must be positive (or 0 to use lr)")
     if cfg.knn_k < 1:
         problems.append(f"knn_k={cfg.knn_k} must be at least 1")
     if cfg.dataset == "folder" and not cfg.data_dir:

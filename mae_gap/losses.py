@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from .config import ALPHA_MODES
 
@@ -31,18 +34,47 @@ def grad_scale(x: Tensor, alpha: float) -> Tensor:
     return _GradScale.apply(x, alpha)
 
 
-def signed_alpha_objective(rec: Tensor, head_ce: Tensor, probe_ce: Tensor, alpha: float, alpha_mode: str) -> Tensor:
-    """The scalar that is back-propagated.
+def uniform_ce(logits: Tensor) -> Tensor:
+    """CE(softmax(logits), uniform) = -mean_c log softmax(logits)_c, averaged over the batch.
 
-    grl:      rec + head_ce + probe_ce   (alpha already sits inside grad_scale on the head's input)
-    weighted: rec + alpha * head_ce + probe_ce, with the head term dropped at alpha == 0 (the head
-              is then out of the optimizer and its CE is only logged)
-    The probe's input is detached by the caller, so probe_ce trains the probe and nothing else.
+    Minimal (= log C) exactly when the output is uniform: the confusion target of Tzeng et al. 2015.
     """
-    if alpha_mode == "grl":
-        return rec + head_ce + probe_ce
+    return -F.log_softmax(logits.float(), dim=-1).mean(dim=-1).mean()
+
+
+class HeadTerms(NamedTuple):
+    logits: Tensor  # (N, C) the head on z
+    ce: Tensor  # () CE of the head on the labels: what the head minimizes (logged in every mode)
+    objective: Tensor  # () what the head branch adds to the back-propagated loss
+
+
+def head_terms(head: nn.Linear, z: Tensor, labels: Tensor, alpha: float, alpha_mode: str) -> HeadTerms:
+    """The supervised head's part of the loss; z (N, D) is the pooled visible-token feature.
+
+    grl:       objective = CE(head(R_alpha(z))): the head minimizes CE, the encoder gets alpha * dCE/dz.
+    weighted:  objective = alpha * CE(head(z)) (the original formula); at alpha == 0 the head is out
+               of the loss (no graph at all) and its CE is only logged.
+    confusion: alpha >= 0 as grl. alpha < 0: objective = CE(head(sg(z))) + |alpha| * CE(head_sg(z), uniform),
+               head_sg = the head with its weights detached: the head still minimizes CE on the labels,
+               the encoder receives exactly |alpha| * dCE(head(z), uniform)/dz and nothing else.
+    """
+    if alpha_mode not in ALPHA_MODES:
+        raise ValueError(f"alpha_mode={alpha_mode!r} is not one of {', '.join(ALPHA_MODES)}")
+    if alpha_mode == "grl" or (alpha_mode == "confusion" and alpha >= 0):
+        logits = head(grad_scale(z, alpha))
+        ce = F.cross_entropy(logits.float(), labels)
+        return HeadTerms(logits, ce, ce)
     if alpha_mode == "weighted":
         if alpha == 0:
-            return rec + probe_ce
-        return rec + alpha * head_ce + probe_ce
-    raise ValueError(f"alpha_mode={alpha_mode!r} is not one of {', '.join(ALPHA_MODES)}")
+            with torch.no_grad():
+                logits = head(z.detach())
+                ce = F.cross_entropy(logits.float(), labels)
+            return HeadTerms(logits, ce, torch.zeros((), device=z.device))
+        logits = head(z)
+        ce = F.cross_entropy(logits.float(), labels)
+        return HeadTerms(logits, ce, alpha * ce)
+    # confusion, alpha < 0
+    logits = head(z.detach())
+    ce = F.cross_entropy(logits.float(), labels)
+    confused = F.linear(z, head.weight.detach(), head.bias.detach() if head.bias is not None else None)
+    return HeadTerms(logits, ce, ce + abs(alpha) * uniform_ce(confused))

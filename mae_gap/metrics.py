@@ -7,8 +7,9 @@ Pure Python: importing it costs nothing (no torch, no wandb).
 EPOCH = "epoch"  # completed epochs, 1..E; the W&B step metric
 
 VAL_MSE = "val/mse"  # masked-patch reconstruction loss, fixed val masks, training target
-VAL_MSE_PIXEL = "val/mse_pixel"  # same patches against plain normalized pixels
-VAL_PROBE_ACC = "val/probe_acc"  # online linear probe on unmasked val images (the study's accuracy)
+VAL_MSE_PIXEL = "val/mse_pixel"  # same patches in pixel space, prediction mapped back with the TARGET's moments (an oracle upper bound)
+VAL_LINEAR_ACC = "val/linear_acc"  # converged linear classifier on frozen unmasked features (the analysis' accuracy)
+VAL_PROBE_ACC = "val/probe_acc"  # online linear probe on unmasked val images (lags drifting features; NaN when off)
 VAL_HEAD_ACC = "val/head_acc"  # supervised head on the fixed-mask val pass
 VAL_KNN_ACC = "val/knn_acc"  # weighted k-NN on unmasked features (NaN on epochs without k-NN)
 
@@ -18,12 +19,13 @@ TRAIN_HEAD_CE = "train/head_ce"
 TRAIN_PROBE_CE = "train/probe_ce"
 TRAIN_HEAD_ACC = "train/head_acc"
 TRAIN_LR = "train/lr"
+TRAIN_GRAD_RATIO = "train/grad_ratio"  # mean over steps of |grad from head| / |grad from decoder| at the encoder output
 
 PERF_IMG_PER_S = "perf/train_img_per_s"
 PERF_EPOCH_S = "perf/epoch_s"
 
-VAL_KEYS = (VAL_MSE, VAL_MSE_PIXEL, VAL_PROBE_ACC, VAL_HEAD_ACC, VAL_KNN_ACC)
-TRAIN_KEYS = (TRAIN_LOSS, TRAIN_REC_LOSS, TRAIN_HEAD_CE, TRAIN_PROBE_CE, TRAIN_HEAD_ACC, TRAIN_LR)
+VAL_KEYS = (VAL_MSE, VAL_MSE_PIXEL, VAL_LINEAR_ACC, VAL_PROBE_ACC, VAL_HEAD_ACC, VAL_KNN_ACC)
+TRAIN_KEYS = (TRAIN_LOSS, TRAIN_REC_LOSS, TRAIN_HEAD_CE, TRAIN_PROBE_CE, TRAIN_HEAD_ACC, TRAIN_LR, TRAIN_GRAD_RATIO)
 PERF_KEYS = (PERF_IMG_PER_S, PERF_EPOCH_S)
 
 # Every key of one history row, in a stable order.

@@ -19,24 +19,24 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from .config import TrainConfig
-from .losses import grad_scale, signed_alpha_objective
+from .grad_taps import GradTaps
+from .losses import head_terms
 
 
 class StepOutput(NamedTuple):
     loss: Tensor  # () what is back-propagated
     rec_loss: Tensor  # () masked-patch reconstruction loss
     head_ce: Tensor  # () CE of the supervised head (logged even when it is out of the loss)
-    probe_ce: Tensor  # () CE of the probe
+    probe_ce: Tensor  # () CE of the probe (0 without the online probe)
     head_logits: Tensor  # (N, C) head on the visible tokens of the masked pass
-    probe_logits: Tensor  # (N, C) probe on the unmasked image
+    probe_logits: Tensor | None  # (N, C) probe on the unmasked image (None without the online probe)
 
 
 class EvalOutput(NamedTuple):
     rec: Tensor  # (N,) masked-patch MSE against the training target (norm_pix per cfg)
-    pixel: Tensor  # (N,) the same patches, pixel-space prediction vs plain normalized pixels
+    pixel: Tensor  # (N,) the same patches in pixel space, prediction mapped back with the target's moments
     head_logits: Tensor  # (N, C) from the masked pass
-    probe_logits: Tensor  # (N, C) from the unmasked pass
-    features: Tensor  # (N, D) pooled unmasked encoder features (k-NN)
+    probe_logits: Tensor | None  # (N, C) from the unmasked pass (None without the online probe)
 
 
 def sincos_pos_embed(grid: int, dim: int) -> Tensor:
@@ -51,6 +51,7 @@ class MaskedAutoencoder(nn.Module):
     def __init__(self, cfg: TrainConfig):
         super().__init__()
         self.patch_size, self.mask_ratio, self.norm_pix_loss = cfg.patch_size, cfg.mask_ratio, cfg.norm_pix_loss
+        self.online_probe = cfg.online_probe
         D, Dd, p = cfg.embed_dim, cfg.decoder_embed_dim, cfg.patch_size
         norm_layer = partial(nn.LayerNorm, eps=1e-6)  # MAE's (and timm ViT's) LayerNorm
         block = partial(Block, mlp_ratio=cfg.mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
@@ -76,6 +77,7 @@ class MaskedAutoencoder(nn.Module):
         self.head = nn.Linear(D, cfg.num_classes)  # on visible tokens of the masked pass; alpha acts here
         # BN without affine = MAE's linear-probe protocol: standardizes features whose scale drifts in training
         self.probe = nn.Sequential(nn.BatchNorm1d(D, affine=False), nn.Linear(D, cfg.num_classes))
+        self.probe.requires_grad_(cfg.online_probe)  # off: no pass, no gradient, out of the optimizer
 
         self.initialize_weights()
 
@@ -169,11 +171,11 @@ class MaskedAutoencoder(nn.Module):
         """Per-image mean over masked patches -> rec (N,), pixel (N,).
 
         rec: MSE to the training target (per-patch normalized pixels if norm_pix_loss, eps 1e-6 as MAE).
-        pixel: MSE of the prediction *in pixel space* to the plain patchified images. With norm_pix the
-        prediction lives in per-patch normalized units, so it is mapped back with the target patch's own
-        mean/std (MAE's visualization trick) -- otherwise the number would measure the unit mismatch,
-        not the reconstruction, and would not be comparable across norm_pix settings. Without norm_pix,
-        pixel == rec.
+        pixel: MSE in (ImageNet-normalized) pixel space. With norm_pix the prediction lives in
+        per-patch normalized units and is mapped back with the *target* patch's own mean and std
+        (MAE's visualization): an oracle that hands the prediction the true patch moments, so it is
+        an upper bound on pixel-space quality, not a fair comparison across norm_pix settings.
+        Without norm_pix, pixel == rec.
         """
         target = self.patchify(imgs).float()  # (N, L, p*p*3); losses in fp32 even under autocast
         pred = pred.float()
@@ -201,29 +203,30 @@ class MaskedAutoencoder(nn.Module):
 
     # ------------------------------------------------------------------ training / evaluation
 
-    def forward(self, imgs: Tensor, labels: Tensor, alpha: float, alpha_mode: str, noise: Tensor | None = None):
-        """One training step's objective (SPEC section 3) -> StepOutput."""
-        latent, mask, ids_restore = self.forward_encoder(imgs, self.mask_ratio, noise)
-        pred = self.forward_decoder(latent, ids_restore)
+    def forward(self, imgs: Tensor, labels: Tensor, alpha: float, alpha_mode: str, noise: Tensor | None = None,
+                taps: GradTaps | None = None):
+        """One training step's objective (SPEC section 3) -> StepOutput.
+
+        `taps` (optional) receives the gradient norms the head and the decoder send into the encoder's
+        output tokens during the backward pass of `loss` (train/grad_ratio).
+        """
+        latent, mask, ids_restore = self.forward_encoder(imgs, self.mask_ratio, noise)  # (N, 1+K, D)
+        dec_in, head_in = (latent, latent) if taps is None else (taps.branch(latent, "decoder"), taps.branch(latent, "head"))
+        pred = self.forward_decoder(dec_in, ids_restore)
         rec_loss = self.patch_losses(imgs, pred, mask)[0].mean()  # = MAE's loss: every image has L-K masked
 
-        z = self.pooled(latent)  # (N, D) visible tokens only: free, no extra pass
-        if alpha_mode == "grl":
-            head_logits = self.head(grad_scale(z, alpha))  # head minimizes CE; encoder gets alpha * dCE/dz
-        elif alpha == 0:  # weighted, alpha 0: head is out of the loss and the optimizer; CE only logged
-            with torch.no_grad():
-                head_logits = self.head(z.detach())
-        else:
-            head_logits = self.head(z)
-        head_ce = F.cross_entropy(head_logits.float(), labels)
+        z = self.pooled(head_in)  # (N, D) visible tokens only: free, no extra pass
+        head = head_terms(self.head, z, labels, alpha, alpha_mode)
 
-        with torch.no_grad():  # the probe must never move the encoder: no graph at all (+~7% FLOPs)
-            feats = self.features(imgs)  # (N, D)
-        probe_logits = self.probe(feats)
-        probe_ce = F.cross_entropy(probe_logits.float(), labels)
+        probe_logits, probe_ce = None, torch.zeros((), device=imgs.device)
+        if self.online_probe:
+            with torch.no_grad():  # the probe must never move the encoder: no graph at all (+~7% FLOPs)
+                feats = self.features(imgs)  # (N, D)
+            probe_logits = self.probe(feats)
+            probe_ce = F.cross_entropy(probe_logits.float(), labels)
 
-        loss = signed_alpha_objective(rec_loss, head_ce, probe_ce, alpha, alpha_mode)
-        return StepOutput(loss, rec_loss, head_ce, probe_ce, head_logits, probe_logits)
+        loss = rec_loss + head.objective + probe_ce
+        return StepOutput(loss, rec_loss, head.ce, probe_ce, head.logits, probe_logits)
 
     @torch.no_grad()
     def evaluate(self, imgs: Tensor, noise: Tensor) -> EvalOutput:
@@ -235,8 +238,8 @@ class MaskedAutoencoder(nn.Module):
         pred = self.forward_decoder(latent, ids_restore)
         rec, pixel = self.patch_losses(imgs, pred, mask)
         head_logits = self.head(self.pooled(latent))
-        feats = self.features(imgs)
-        return EvalOutput(rec, pixel, head_logits, self.probe(feats), feats)
+        probe_logits = self.probe(self.features(imgs)) if self.online_probe else None
+        return EvalOutput(rec, pixel, head_logits, probe_logits)
 
 
 def param_groups(model: MaskedAutoencoder, cfg: TrainConfig) -> list[dict]:
@@ -258,7 +261,7 @@ def param_groups(model: MaskedAutoencoder, cfg: TrainConfig) -> list[dict]:
         else:
             groups["decay"].append(p)
     wd = {"decay": cfg.weight_decay, "no_decay": 0.0, "heads": 0.0}
-    lr = {"decay": cfg.lr, "no_decay": cfg.lr, "heads": cfg.lr * cfg.head_lr_scale}
+    lr = {"decay": cfg.effective_lr, "no_decay": cfg.effective_lr, "heads": cfg.effective_lr * cfg.head_lr_scale}
     return [{"name": k, "params": v, "weight_decay": wd[k], "lr": lr[k]} for k, v in groups.items() if v]
 
 

@@ -23,12 +23,14 @@ from typing import Any, Iterator, Sequence
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Checkpoint
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from . import metrics as M
 from .config import TrainConfig
 from .data import DataSplits, augment, check_source, load_data, normalize
+from .grad_taps import GradTaps
+from .knn import knn_accuracy
+from .linear_probe import linear_probe
 from .model import MaskedAutoencoder, param_groups, val_mask_noise
 
 LOSS_TERMS = ("rec", "head_ce", "probe_ce", "loss")  # order of the finite-check flags
@@ -83,28 +85,18 @@ class _HostGather:
         return self.images[idx], self.labels[idx]
 
 
+def steps_per_epoch(cfg: TrainConfig, n_train: int) -> int:
+    """Optimizer steps per epoch: full batches per device (the last partial one is dropped), at least 1."""
+    per_step = cfg.batch_size * cfg.devices
+    return max(1, n_train // per_step) if n_train >= cfg.batch_size else 1
+
+
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
     """LR multiplier: linear warmup from ~0 to 1, then cosine down to min_ratio (MAE's schedule)."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-@torch.no_grad()
-def knn_accuracy(train_feats, train_labels, val_feats, val_labels, k: int, temperature: float, num_classes: int, chunk: int = 1024) -> float:
-    """Weighted k-NN top-1 (DINO's protocol): cosine similarity, votes weighted by exp(sim / T)."""
-    train_feats = F.normalize(train_feats.float(), dim=1)
-    val_feats = F.normalize(val_feats.float(), dim=1)
-    k = min(k, train_feats.shape[0])
-    correct = torch.zeros((), device=val_feats.device)
-    for start in range(0, val_feats.shape[0], chunk):
-        sim = val_feats[start : start + chunk] @ train_feats.T  # (c, N_train)
-        top_sim, top_idx = sim.topk(k, dim=1)  # (c, k)
-        votes = torch.zeros(sim.shape[0], num_classes, device=sim.device)
-        votes.scatter_add_(1, train_labels[top_idx], (top_sim / temperature).exp())
-        correct += (votes.argmax(1) == val_labels[start : start + chunk]).sum()
-    return (correct / val_feats.shape[0]).item()
 
 
 class MAEGapModule(pl.LightningModule):
@@ -132,6 +124,7 @@ class MAEGapModule(pl.LightningModule):
         self._train_s: float | None = None
         self._train_sums: torch.Tensor | None = None
         self._val_row: dict[str, float] = {}
+        self._taps: GradTaps | None = None  # the current step's gradient taps
 
     @property
     def train_forward(self):
@@ -167,12 +160,12 @@ class MAEGapModule(pl.LightningModule):
     def configure_optimizers(self):
         cfg = self.cfg
         fused = self.device.type == "cuda"
-        opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+        opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.effective_lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
         total = self.trainer.estimated_stepping_batches
         steps_per_epoch = max(1, total // cfg.epochs)
         warmup = max(1, round(cfg.warmup_epochs * steps_per_epoch))
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, warmup, total, cfg.min_lr / cfg.lr)
+            opt, lambda s: warmup_cosine(s, warmup, total, cfg.min_lr / cfg.effective_lr)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -182,7 +175,8 @@ class MAEGapModule(pl.LightningModule):
         self._epoch_t0 = time.perf_counter()
         self._train_s = None
         self._train_images = 0
-        self._train_sums = torch.zeros(6, device=self.device)  # loss, rec, head_ce, probe_ce, head_correct, n
+        # loss, rec, head_ce, probe_ce, head_correct, n, sum of per-step grad ratios, steps
+        self._train_sums = torch.zeros(8, device=self.device)
         self.gen = torch.Generator(self.device).manual_seed(_epoch_seed(self.cfg.seed, self.current_epoch, 1))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -199,15 +193,21 @@ class MAEGapModule(pl.LightningModule):
         b = labels.shape[0]
         imgs = augment(images, generator=self.gen)  # (B, 3, S, S) float
         noise = torch.rand(b, self.cfg.num_patches, device=self.device, generator=self.gen)
-        out = self.train_forward(imgs, labels, self.cfg.alpha, self.cfg.alpha_mode, noise=noise)
+        self._taps = GradTaps(self.device)  # filled by this step's backward, read in on_after_backward
+        out = self.train_forward(imgs, labels, self.cfg.alpha, self.cfg.alpha_mode, noise=noise, taps=self._taps)
 
         terms = torch.stack([out.rec_loss, out.head_ce, out.probe_ce, out.loss]).detach().float()
         self._watch_finite(terms)
         correct = (out.head_logits.argmax(1) == labels).sum().float()
         # terms.roll(1) = (loss, rec, head_ce, probe_ce); a Python-list index would copy host data over
-        self._train_sums += torch.cat([terms.roll(1) * b, torch.stack([correct, correct.new_full((), float(b))])])
+        self._train_sums[:6] += torch.cat([terms.roll(1) * b, torch.stack([correct, correct.new_full((), float(b))])])
         self._train_images += b
         return out.loss
+
+    def on_after_backward(self) -> None:
+        # The hooks of this step's GradTaps have fired: the effective alpha of the step, on the device.
+        self._train_sums[6] += self._taps.ratio()
+        self._train_sums[7] += 1
 
     def _watch_finite(self, terms: torch.Tensor) -> None:
         # Copy the flags to the host without waiting; they are read at the start of the next step,
@@ -245,7 +245,7 @@ class MAEGapModule(pl.LightningModule):
         self._val_sums += torch.stack([
             out.rec.float().sum(), out.pixel.float().sum(),
             (out.head_logits.argmax(1) == labels).sum().float(),
-            (out.probe_logits.argmax(1) == labels).sum().float(),
+            (out.probe_logits.argmax(1) == labels).sum().float() if out.probe_logits is not None else out.rec.new_zeros(()),
             out.rec.new_full((), float(idx.shape[0]), dtype=torch.float32),
         ])
 
@@ -254,10 +254,11 @@ class MAEGapModule(pl.LightningModule):
             return
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum").tolist()
         rec, pixel, head_correct, probe_correct, n = sums
-        row = {M.VAL_MSE: rec / n, M.VAL_MSE_PIXEL: pixel / n, M.VAL_HEAD_ACC: head_correct / n, M.VAL_PROBE_ACC: probe_correct / n}
+        row = {M.VAL_MSE: rec / n, M.VAL_MSE_PIXEL: pixel / n, M.VAL_HEAD_ACC: head_correct / n,
+               M.VAL_PROBE_ACC: probe_correct / n if self.cfg.online_probe else float("nan")}
         epoch = self.current_epoch + 1
-        knn_due = self.cfg.knn_every > 0 and epoch % self.cfg.knn_every == 0
-        row[M.VAL_KNN_ACC] = self.knn_eval() if knn_due else float("nan")
+        due = self.cfg.knn_every > 0 and epoch % self.cfg.knn_every == 0
+        row[M.VAL_KNN_ACC], row[M.VAL_LINEAR_ACC] = self.feature_eval() if due else (float("nan"), float("nan"))
         self._val_row = row
 
     @torch.no_grad()
@@ -266,24 +267,36 @@ class MAEGapModule(pl.LightningModule):
         chunks = (images_uint8[i : i + bs].to(self.device, non_blocking=True) for i in range(0, len(images_uint8), bs))
         return torch.cat([self.model.features(normalize(chunk)).float() for chunk in chunks])
 
-    def knn_eval(self) -> float:
-        # Every rank holds the whole data set on its device, so every rank can run the same k-NN.
+    def frozen_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, val) pooled unmasked features of the current weights, eval mode, under the run's autocast."""
         was_training = self.model.training
         self.model.eval()
-        # Hooks run outside Lightning's autocast: enter it here, so k-NN features use bf16 like validation.
+        # Hooks run outside Lightning's autocast: enter it here, so the features use bf16 like validation.
         with self.trainer.precision_plugin.forward_context():
             train_feats = self.features(self.data.train_images)
             val_feats = self.features(self.data.val_images)
         self.model.train(was_training)
-        return knn_accuracy(train_feats, self.data.train_labels.to(self.device), val_feats, self.data.val_labels,
-                            self.cfg.knn_k, self.cfg.knn_temperature, self.cfg.num_classes)
+        return train_feats, val_feats
+
+    def feature_eval(self) -> tuple[float, float]:
+        """(k-NN accuracy, linear-probe accuracy) from ONE pass over the frozen features.
+
+        Every rank holds the whole data set on its device, so every rank computes the same numbers.
+        """
+        train_feats, val_feats = self.frozen_features()
+        train_labels = self.data.train_labels.to(self.device)
+        knn = knn_accuracy(train_feats, train_labels, val_feats, self.data.val_labels,
+                           self.cfg.knn_k, self.cfg.knn_temperature, self.cfg.num_classes)
+        linear = linear_probe(train_feats, train_labels, val_feats, self.data.val_labels, self.cfg.num_classes)
+        return knn, linear.accuracy
 
     # ------------------------------------------------------------------ one row per epoch
 
     def on_train_epoch_end(self) -> None:
         self.check_finite()
         sums = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum").tolist()
-        loss, rec, head_ce, probe_ce, head_correct, n = sums
+        loss, rec, head_ce, probe_ce, head_correct, n, ratio_sum, steps = sums
+        probe_ce = probe_ce if self.cfg.online_probe else float("nan")
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         epoch_s = time.perf_counter() - self._epoch_t0
@@ -294,6 +307,7 @@ class MAEGapModule(pl.LightningModule):
             M.TRAIN_LOSS: loss / n, M.TRAIN_REC_LOSS: rec / n, M.TRAIN_HEAD_CE: head_ce / n,
             M.TRAIN_PROBE_CE: probe_ce / n, M.TRAIN_HEAD_ACC: head_correct / n,
             M.TRAIN_LR: self.optimizers().param_groups[0]["lr"],
+            M.TRAIN_GRAD_RATIO: ratio_sum / steps if steps else float("nan"),
             M.PERF_IMG_PER_S: self._train_images * self.trainer.world_size / train_s,
             M.PERF_EPOCH_S: epoch_s,
         }
