@@ -61,6 +61,7 @@ import pandas as pd
 
 from analysis import (
     ALPHA,
+    ALPHA_MODE,
     EPOCH,
     LR,
     METRIC_COLUMNS,
@@ -68,6 +69,7 @@ from analysis import (
     RUN_NAME,
     SEED,
     STATE,
+    STEPS,
     STATE_CRASHED,
     STATE_FAILED,
     STATE_FINISHED,
@@ -76,6 +78,7 @@ from analysis import (
     TIDY_DTYPES,
 )
 from mae_gap import metrics as M
+from mae_gap.config import effective_alpha_mode
 
 # W&B run states -> the tidy table's four states.
 WANDB_STATES = {
@@ -92,7 +95,8 @@ ENDED_STATES = (STATE_FINISHED, STATE_FAILED, STATE_CRASHED)  # histories that a
 
 # Config keys that are not part of a grid point: provenance and machine-local paths/display.
 NON_GRID_CONFIG_KEYS = frozenset(
-    {"git_commit", "package_version", "data_fingerprint", "cache_dir", "ckpt_dir", "data_dir", "progress"}
+    {"git_commit", "package_version", "data_fingerprint", "cache_dir", "ckpt_dir", "data_dir", "progress",
+     "effective_lr", "steps_per_epoch", "total_steps"}  # derived from the grid point, not part of it
 )
 
 CACHE_VERSION = 1
@@ -266,24 +270,32 @@ def tidy_table(
     if len(frame):
         frame = frame.groupby([RUN_ID, EPOCH], sort=False, as_index=False).last()
 
-    info = {
-        r.run_id: {
-            RUN_NAME: r.run_name,
-            ALPHA: _num(_config_value(r.config, ALPHA)),
-            LR: _num(_config_value(r.config, LR)),
-            SEED: _seed(_config_value(r.config, SEED)),
-            STATE: r.state,
-        }
-        for r in runs
-    }
+    info = {r.run_id: {RUN_NAME: r.run_name, **run_columns(r.config), STATE: r.state} for r in runs}
     order = {r.run_id: i for i, r in enumerate(runs)}
-    for col in (RUN_NAME, ALPHA, LR, SEED, STATE):
+    for col in (RUN_NAME, ALPHA, ALPHA_MODE, LR, SEED, STEPS, STATE):
         frame[col] = [info[r][col] for r in frame[RUN_ID]] if len(frame) else pd.Series(dtype=object)
     if len(frame):
         frame["_order"] = frame[RUN_ID].map(order)
         frame = frame.sort_values(["_order", EPOCH], kind="stable").drop(columns="_order")
     frame = frame[list(TIDY_COLUMNS)].reset_index(drop=True)
     return frame.astype(TIDY_DTYPES), duplicates, ignored
+
+
+def run_columns(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-run columns a run's config gives: alpha, the mode that ran (confusion at alpha >= 0
+    is grl), the lr used (`effective_lr` when the run logged it: blr applied), seed, total steps."""
+    alpha = _num(_config_value(config, ALPHA))
+    mode = _config_value(config, ALPHA_MODE)
+    mode = str(mode) if mode not in (None, "") else "grl"  # runs from before alpha_mode existed ran grl
+    lr = _num(_config_value(config, "effective_lr"))
+    steps = _num(_config_value(config, STEPS))
+    return {
+        ALPHA: alpha,
+        ALPHA_MODE: effective_alpha_mode(alpha, mode) if math.isfinite(alpha) else mode,
+        LR: lr if math.isfinite(lr) else _num(_config_value(config, LR)),
+        SEED: _seed(_config_value(config, SEED)),
+        STEPS: int(steps) if math.isfinite(steps) else -1,
+    }
 
 
 def _seed(value: Any) -> int:
@@ -348,12 +360,12 @@ def select_runs(
         by_id.setdefault(r.run_id, r)
     if len(df):
         first = df.drop_duplicates(RUN_ID)
-        for rid, name, state, a, lr, seed in zip(
-            first[RUN_ID], first[RUN_NAME], first[STATE], first[ALPHA], first[LR], first[SEED]
+        for rid, name, state, a, mode, lr, seed in zip(
+            first[RUN_ID], first[RUN_NAME], first[STATE], first[ALPHA], first[ALPHA_MODE], first[LR], first[SEED]
         ):
             rid = str(rid)
             if rid not in by_id:
-                cfg = {ALPHA: float(a), LR: float(lr), SEED: int(seed)}
+                cfg = {ALPHA: float(a), ALPHA_MODE: str(mode), LR: float(lr), SEED: int(seed)}
                 by_id[rid] = RunInfo(rid, str(name), str(state), config=cfg)
     rows_per_run = df.groupby(RUN_ID, sort=False) if len(df) else None
 
@@ -406,11 +418,9 @@ def select_runs(
 
 
 def _dedupe_key(run: RunInfo, df: pd.DataFrame, full_config: bool) -> str:
-    point = {
-        ALPHA: _num(_config_value(run.config, ALPHA)),
-        LR: _num(_config_value(run.config, LR)),
-        SEED: _seed(_config_value(run.config, SEED)),
-    }
+    cols = run_columns(run.config)
+    # the mode as it ran: confusion at alpha >= 0 trains exactly what grl trains
+    point = {ALPHA: cols[ALPHA], ALPHA_MODE: cols[ALPHA_MODE], LR: cols[LR], SEED: cols[SEED]}
     if full_config:
         return grid_point({**run.config, **point})
     return grid_point(point)

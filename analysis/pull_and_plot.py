@@ -6,8 +6,9 @@
     python -m analysis.pull_and_plot --help
 
 Writes into --out (default outputs/analysis/<sweep id>): trajectories.parquet and .csv (the
-tidy table of the runs used), gap_statistics.json (Γ, ρ, intervals, bins, per-sign
-statistics, run counts, exclusions and the exact inputs), the PNGs of analysis.plots, and
+tidy table of the runs used), gap_statistics.json (Γ with its seed-noise floor, pooled and
+cross-run ρ, the matched-MSE test, bins, per-sign and per-condition statistics, run counts,
+exclusions and the exact inputs), the PNGs of analysis.plots, and
 cache/ (the pulled runs). Then, unless --no-upload, an analysis run on W&B (an offline run
 under WANDB_MODE=offline); --report builds the sweep's W&B Report. Exit status 0 on success,
 1 on an error (one line on stderr), 2 on a bad command line.
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--acc", default=DEFAULT_ACC_KEY, metavar="KEY", help=f"accuracy metric (default: {DEFAULT_ACC_KEY})")
     p.add_argument("--mse", default=DEFAULT_MSE_KEY, metavar="KEY", help=f"reconstruction metric (default: {DEFAULT_MSE_KEY})")
     p.add_argument("--bins", type=int, default=DEFAULT_BINS, metavar="N", help=f"MSE bins of Γ (default: {DEFAULT_BINS})")
-    p.add_argument("--boot", type=int, default=1000, metavar="N", help="bootstrap resamples of runs, 0 = no intervals (default: 1000)")
+    p.add_argument("--permutations", "--boot", dest="permutations", type=int, default=5000, metavar="N",
+                   help="permutations of the run-level tests (matched-MSE, cross-run ρ) (default: 5000)")
     p.add_argument("--no-upload", action="store_true", help="do not log the analysis run to W&B")
     p.add_argument("--report", action="store_true", help="build the sweep's W&B Report (needs W&B online)")
     p.add_argument("--refresh", action="store_true", help="re-pull every run instead of reading the cache")
@@ -93,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"unknown metric key {key!r} for {flag} (known: {', '.join(METRIC_COLUMNS)})")
     if args.bins < 1:
         raise CliError(f"--bins must be >= 1, got {args.bins}")
-    if args.boot < 0:
-        raise CliError(f"--boot must be >= 0, got {args.boot}")
+    if args.permutations < 1:
+        raise CliError(f"--permutations must be >= 1, got {args.permutations}")
     if not args.sweep and not args.offline:
         raise CliError("give a SWEEP (ENTITY/PROJECT/SWEEP_ID) or --offline DIR")
     if args.offline and not Path(args.offline).is_dir():
@@ -127,7 +129,8 @@ def load(args: argparse.Namespace):
 def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
     from analysis import plots
     from analysis.pull import select_runs
-    from analysis.stats import gap_statistics, to_json_safe
+    from analysis.gap import gap_statistics
+    from analysis.stats import to_json_safe
 
     table = result.table
     if not result.runs:
@@ -141,7 +144,7 @@ def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
             + ("" if args.include_unfinished else " (--include-unfinished keeps unfinished runs)")
         )
 
-    stats = gap_statistics(used, acc_key=args.acc, mse_key=args.mse, bins=args.bins, n_boot=args.boot)
+    stats = gap_statistics(used, acc_key=args.acc, mse_key=args.mse, bins=args.bins, n_perm=args.permutations)
     out_dir.mkdir(parents=True, exist_ok=True)
     parquet, csv = out_dir / f"{TRAJECTORIES}.parquet", out_dir / f"{TRAJECTORIES}.csv"
     used.to_parquet(parquet, index=False)
@@ -187,7 +190,7 @@ def statistics_document(args, result, stats: dict, used, exclusions) -> dict[str
             "acc_key": args.acc,
             "mse_key": args.mse,
             "bins": args.bins,
-            "n_boot": args.boot,
+            "n_perm": args.permutations,
             "include_unfinished": bool(args.include_unfinished),
         },
         "runs": {
@@ -242,11 +245,27 @@ def print_runs(result, used, exclusions) -> None:
 
 
 def print_stats(stats: dict, args) -> None:
-    boot = f", {args.boot} bootstrap resamples of runs" if args.boot else ""
-    print(f"Γ = {_fmt(stats.get('gamma'))}{_ci(stats.get('gamma_ci'))}   "
-          f"({args.acc} spread over {args.bins} bins of {args.mse}{boot})")
-    print(f"ρ = {_fmt(stats.get('rho'))}{_ci(stats.get('rho_ci'))}, p = {_fmt(stats.get('p'), '.3g')}   "
-          f"({stats.get('n_points')} points of {stats.get('n_runs')} runs)")
+    floor = stats.get("noise_floor") or {}
+    excess = (f"seed-noise floor {_fmt(floor.get('floor'))}, Γ − floor = {_fmt(floor.get('gamma_excess'), '+.4g')}"
+              if floor.get("floor") is not None else (floor.get("note") or "no noise floor"))
+    print(f"Γ = {_fmt(stats.get('gamma'))}   ({excess}; {args.acc} spread over {args.bins} bins of {args.mse})")
+    cross = stats.get("cross_run_rho") or {}
+    print(f"ρ = {_fmt(stats.get('rho'))} pooled over {stats.get('n_points')} points of {stats.get('n_runs')} runs "
+          f"(training time drives it); across runs at the final epoch ρ = {_fmt(cross.get('rho'), '.3f')}, "
+          f"permutation p = {_fmt(cross.get('p_value'), '.3g')} ({cross.get('n_runs')} runs)")
+    test = stats.get("matched_mse") or {}
+    print(f"matched-MSE test ({args.acc} at equal {args.mse}, vs α = 0): permutation p = {_fmt(test.get('p_value'), '.3g')}, "
+          f"η² = {_fmt(test.get('eta_squared'), '.3f')}" + (f"  [{test['note']}]" if test.get("note") else ""))
+    finals = {c["condition"]: c for c in stats.get("conditions") or []}
+    for row in test.get("by_condition") or []:
+        c = finals.get(row["condition"], {})
+        ci = row.get("ci_pp")
+        effect = ("reference" if row.get("effect_pp") is None and row["alpha"] == 0 else
+                  f"{_fmt(row.get('effect_pp'), '+.2f')} pp" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+                  + f", p = {_fmt(row.get('p_value'), '.2g')}")
+        acc = (c.get("final_mean") or {}).get(args.acc)
+        print(f"  {row['condition']:<22} {row['n_seeds']} seed(s), {c.get('total_steps', -1)} steps/run, "
+              f"final {args.acc} {_fmt(acc, '.3f')}: {effect}")
 
 
 def print_pull(result) -> None:
@@ -276,7 +295,7 @@ def do_upload(args, result, used, stats, images, files, exclusions) -> dict[str,
         info = upload_analysis(
             table=used, stats=stats, images=images, files=files, sweep=result.sweep,
             entity=entity, project=project,
-            config={"acc_key": args.acc, "mse_key": args.mse, "bins": args.bins, "n_boot": args.boot,
+            config={"acc_key": args.acc, "mse_key": args.mse, "bins": args.bins, "n_perm": args.permutations,
                     "include_unfinished": bool(args.include_unfinished), "source": result.source},
             summary_extra={"runs_found": len(result.runs), "runs_excluded": len(exclusions)},
         )

@@ -54,12 +54,18 @@ def summary_of(stats: Mapping[str, Any], extra: Mapping[str, Any] | None = None)
     for key in ("gamma", "rho", "p", "n_points", "n_runs", "n_dropped_nan"):
         if stats.get(key) is not None:
             out[key] = stats[key]
-    for key in ("gamma_ci", "rho_ci"):
-        ci = stats.get(key)
-        if ci:
-            out[f"{key}_low"], out[f"{key}_high"] = ci[0], ci[1]
+    if stats.get("gamma_excess") is not None:
+        out["gamma_floor"], out["gamma_excess"] = stats["noise_floor"]["floor"], stats["gamma_excess"]
+    for name, key in (("cross_run_rho", "rho"), ("cross_run_rho", "p_value"), ("matched_mse", "p_value"),
+                      ("matched_mse", "eta_squared")):
+        value = (stats.get(name) or {}).get(key)
+        if value is not None:
+            out[f"{name}/{key}"] = value
+    for cond, effect in ((stats.get("matched_mse") or {}).get("effect_pp") or {}).items():
+        if effect is not None:
+            out[f"matched_mse/effect_pp/{cond}"] = effect
     for group, vals in (stats.get("by_sign") or {}).items():
-        for k in ("gamma", "rho", "p", "n_runs", "n_points"):
+        for k in ("gamma", "floor", "gamma_excess", "rho", "p", "n_runs", "n_points"):
             if vals.get(k) is not None:
                 out[f"by_sign/{group}/{k}"] = vals[k]
     out.update(extra or {})
@@ -259,13 +265,17 @@ def _stats_text(sweep_id: str, stats: Mapping[str, Any] | None, acc_key: str, ms
     def num(x, fmt=".4g"):
         return "n/a" if x is None else format(x, fmt)
 
-    def ci(c):
-        return "" if not c or c[0] is None else f" [{num(c[0])}, {num(c[1])}]"
-
+    floor = stats.get("noise_floor") or {}
+    cross = stats.get("cross_run_rho") or {}
+    test = stats.get("matched_mse") or {}
+    effects = ", ".join(f"{c} {num(e, '+.2f')} pp" for c, e in (test.get("effect_pp") or {}).items())
     return (
         f"Sweep {sweep_id}: {stats.get('n_runs')} runs, {stats.get('n_points')} points "
-        f"({acc_key} against {mse_key}). Tube volume Γ = {num(stats.get('gamma'))}{ci(stats.get('gamma_ci'))}; "
-        f"Spearman ρ = {num(stats.get('rho'))}{ci(stats.get('rho_ci'))}, p = {num(stats.get('p'), '.3g')}."
+        f"({acc_key} against {mse_key}). Tube volume Γ = {num(stats.get('gamma'))}, seed-noise floor "
+        f"{num(floor.get('floor'))}, Γ − floor = {num(floor.get('gamma_excess'))}. Pooled Spearman ρ = "
+        f"{num(stats.get('rho'))}; across runs at the final epoch ρ = {num(cross.get('rho'))} (permutation p = "
+        f"{num(cross.get('p_value'), '.3g')}). Accuracy at equal MSE versus α = 0: {effects or 'n/a'} "
+        f"(permutation p = {num(test.get('p_value'), '.3g')})."
     )
 
 

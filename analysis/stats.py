@@ -7,9 +7,10 @@ semantic information (a "tube"). Two numbers answer it:
 * the tube volume **Γ** (`tube_volume`): bin the MSE axis, sum the per-bin accuracy spread;
 * Spearman's **ρ** (`spearman`) between MSE and accuracy.
 
-`gap_statistics` computes both for the whole sweep and for α < 0, α = 0, α > 0 separately,
-with bootstrap intervals that resample whole runs (`bootstrap_ci`), and returns a
-JSON-serialisable dict (NaN is written as None).
+These are the original study's numbers, kept exactly. On their own they cannot tell an alpha
+effect from noise and training time: `analysis.noise_floor` (Γ's floor from seed replicates),
+`analysis.matched_mse` (alpha at equal MSE) and `analysis.cross_run` (ρ across runs) add that,
+and `analysis.gap.gap_statistics` puts everything together.
 
 Style follows google-research/rliable's metrics.py: small functions, each docstring states
 the exact definition.
@@ -19,22 +20,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import scipy.stats
 
-from analysis import ALPHA, DEFAULT_ACC_KEY, DEFAULT_BINS, DEFAULT_MSE_KEY, RUN_ID
+from analysis import DEFAULT_BINS
 
 BIN_COLUMNS = ("left", "right", "count", "mean", "std", "min", "max", "spread")
-
-# Names of the per-sign groups in gap_statistics()["by_sign"], with their condition.
-SIGN_GROUPS = {
-    "negative": "alpha < 0",
-    "zero": "alpha == 0",
-    "positive": "alpha > 0",
-}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -134,7 +127,7 @@ def bin_table(mse, acc, bins: int = DEFAULT_BINS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(BIN_COLUMNS))
 
 
-def tube_volume(mse, acc, bins: int = DEFAULT_BINS) -> float:
+def tube_volume(mse, acc, bins: int = DEFAULT_BINS, edges: np.ndarray | None = None) -> float:
     """Tube volume Γ of a cloud of (MSE, accuracy) points.
 
     Definition (SPEC section 8.3): drop pairs where either value is NaN; cut the MSE range
@@ -145,12 +138,13 @@ def tube_volume(mse, acc, bins: int = DEFAULT_BINS) -> float:
         Γ = Σ_{bins b with ≥ 2 points} ( max_{i∈b} acc_i − min_{i∈b} acc_i ).
 
     A bin with one point contributes 0; empty bins contribute nothing. Γ is in the units of
-    `acc`. No points: NaN.
+    `acc`. No points: NaN. `edges` (optional) replaces the bins by given edges (e.g. a whole
+    sweep's, for a subset of its points); points outside them count in the first/last bin.
     """
     x, y, _ = finite_pairs(mse, acc)
     if x.size == 0:
         return math.nan
-    edges = bin_edges(x, bins)
+    edges = bin_edges(x, bins) if edges is None else np.asarray(edges, float)
     idx = bin_index(x, edges)
     n_bins = len(edges) - 1
     hi = np.full(n_bins, -np.inf)
@@ -177,154 +171,6 @@ def spearman(mse, acc) -> tuple[float, float]:
         warnings.simplefilter("ignore")
         res = scipy.stats.spearmanr(x, y)
     return float(res.statistic), float(res.pvalue)
-
-
-# --------------------------------------------------------------------------- bootstrap
-
-
-def bootstrap_ci(
-    df: pd.DataFrame,
-    statistic: Callable[[pd.DataFrame], Any],
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    unit: str = RUN_ID,
-):
-    """Percentile bootstrap interval of `statistic(df)`, resampling whole runs.
-
-    Definition: let U be the sorted distinct values of df[unit] (runs; each run's rows are
-    its whole trajectory). For b = 1..n_boot draw |U| units uniformly with replacement
-    (numpy Generator `default_rng(seed)`), build the table of all rows of the drawn units
-    (a unit drawn twice appears twice) and evaluate s_b = statistic(table). The interval
-    is the (1−level)/2 and (1+level)/2 percentiles of the finite s_b (np.nanpercentile,
-    linear interpolation). Deterministic for a given seed and table.
-
-    `statistic` may return a scalar or a 1-D array (several statistics from the same
-    resamples); the interval then has the same shape per end.
-
-    Returns:
-      (low, high): floats (or arrays for a vector statistic); NaN when the table has no
-      units, n_boot < 1 or every replicate is NaN.
-    """
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    groups = df.groupby(unit, sort=True, dropna=True).indices if len(df) else {}
-    units = [groups[k] for k in sorted(groups)]
-    probe = np.asarray(statistic(df), dtype=float)
-    nan_result = (np.full(probe.shape, np.nan), np.full(probe.shape, np.nan))
-    if not units or n_boot < 1:
-        return _unwrap(nan_result, probe.ndim)
-    rng = np.random.default_rng(seed)
-    reps = np.empty((int(n_boot), *probe.shape))
-    for b in range(int(n_boot)):
-        draw = rng.integers(0, len(units), size=len(units))
-        rows = np.concatenate([units[i] for i in draw])
-        reps[b] = np.asarray(statistic(df.iloc[rows]), dtype=float)
-    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> NaN, on purpose
-        lo, hi = np.nanpercentile(reps, q, axis=0)
-    return _unwrap((lo, hi), probe.ndim)
-
-
-def _unwrap(pair, ndim):
-    lo, hi = pair
-    if ndim == 0:
-        return float(lo), float(hi)
-    return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
-
-
-# --------------------------------------------------------------------------- all together
-
-
-def gap_statistics(
-    df: pd.DataFrame,
-    acc_key: str = DEFAULT_ACC_KEY,
-    mse_key: str = DEFAULT_MSE_KEY,
-    bins: int = DEFAULT_BINS,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict:
-    """Γ, ρ, bin table, per-sign statistics and bootstrap intervals of a tidy table.
-
-    Every row of `df` (one per run and epoch; filter states beforehand) is one point
-    (df[mse_key], df[acc_key]); rows where either is NaN are dropped and counted.
-
-    Returns a JSON-serialisable dict (NaN written as None, so
-    `json.dumps(result, allow_nan=False)` works):
-      gamma: tube_volume of all points; gamma_ci: [low, high] bootstrap interval;
-      rho, p: spearman of all points; rho_ci: [low, high];
-      n_points: points kept; n_runs: distinct run ids among them;
-      n_dropped_nan: rows dropped because mse or acc was NaN;
-      bins: bin_table of all points as a list of dicts (one per bin);
-      by_sign: {"negative", "zero", "positive"} -> {condition, n_runs, n_points, gamma,
-        rho, p}: the same definitions applied to the points of runs with alpha < 0,
-        == 0, > 0 (Γ bins each group's own MSE range); empty groups give zeros and None;
-      inputs: {acc_key, mse_key, bins, n_boot, seed, level, unit}.
-    Bootstrap intervals resample runs (`bootstrap_ci`, unit = run_id) n_boot times;
-    n_boot = 0 skips them (intervals None). Note that Γ is a sum of per-bin ranges, so its
-    resampled values are biased low (a resample misses about a third of the runs): read
-    the interval as the sampling variability of Γ, not as centred on the estimate.
-    """
-    for col in (mse_key, acc_key):
-        if col not in df.columns:
-            raise KeyError(f"column {col!r} not in the tidy table (columns: {', '.join(map(str, df.columns))})")
-    valid = df[np.isfinite(df[mse_key].to_numpy(float)) & np.isfinite(df[acc_key].to_numpy(float))]
-    n_dropped = int(len(df) - len(valid))
-
-    def both(t: pd.DataFrame) -> np.ndarray:
-        return np.array([tube_volume(t[mse_key], t[acc_key], bins), spearman(t[mse_key], t[acc_key])[0]])
-
-    gamma = tube_volume(valid[mse_key], valid[acc_key], bins)
-    rho, p = spearman(valid[mse_key], valid[acc_key])
-    if n_boot > 0 and len(valid):
-        (g_lo, r_lo), (g_hi, r_hi) = bootstrap_ci(valid, both, n_boot=n_boot, seed=seed, level=level, unit=RUN_ID)
-        gamma_ci, rho_ci = [g_lo, g_hi], [r_lo, r_hi]
-    else:
-        gamma_ci = rho_ci = None
-
-    by_sign = {}
-    alpha = valid[ALPHA].to_numpy(float) if ALPHA in valid.columns else np.full(len(valid), np.nan)
-    masks = {"negative": alpha < 0, "zero": alpha == 0, "positive": alpha > 0}
-    for name, cond in SIGN_GROUPS.items():
-        sub = valid[masks[name]]
-        r, pv = spearman(sub[mse_key], sub[acc_key])
-        by_sign[name] = {
-            "condition": cond,
-            "n_runs": _n_runs(sub),
-            "n_points": int(len(sub)),
-            "gamma": tube_volume(sub[mse_key], sub[acc_key], bins),
-            "rho": r,
-            "p": pv,
-        }
-
-    out = {
-        "gamma": gamma,
-        "gamma_ci": gamma_ci,
-        "rho": rho,
-        "p": p,
-        "rho_ci": rho_ci,
-        "n_points": int(len(valid)),
-        "n_runs": _n_runs(valid),
-        "n_dropped_nan": n_dropped,
-        "bins": bin_table(valid[mse_key], valid[acc_key], bins).to_dict(orient="records"),
-        "by_sign": by_sign,
-        "inputs": {
-            "acc_key": acc_key,
-            "mse_key": mse_key,
-            "bins": int(bins),
-            "n_boot": int(n_boot),
-            "seed": int(seed),
-            "level": float(level),
-            "unit": RUN_ID,
-        },
-    }
-    return to_json_safe(out)
-
-
-def _n_runs(df: pd.DataFrame) -> int:
-    return int(df[RUN_ID].nunique()) if RUN_ID in df.columns else 0
 
 
 def to_json_safe(obj):

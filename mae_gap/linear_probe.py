@@ -7,10 +7,11 @@ features held 0.36). This readout depends only on the features of one epoch:
 1. standardize: per-dimension mean and std of the train features (std floored at 1e-6);
 2. multinomial logistic regression, mean CE + (l2 / 2) * ||W||^2 (bias not penalized), solved to
    convergence by full-batch L-BFGS (strong Wolfe line search) in float64 on the features' device;
-3. l2 from the fixed grid L2_GRID, picked by accuracy on a fixed held-out slice of the train
-   features (HOLDOUT_FRACTION of them, by a permutation seeded with HOLDOUT_SEED, so the slice is the
-   same every epoch and run; ties go to the stronger penalty); the path runs from strong to weak
-   penalty, each fit warm-started from the previous one;
+3. l2 from the fixed grid L2_GRID, picked by the cross-entropy on a fixed held-out slice of the
+   train features (HOLDOUT_FRACTION of them, by a permutation seeded with HOLDOUT_SEED, so the slice
+   is the same every epoch and run; CE rather than accuracy: a smooth criterion, so the choice does
+   not flip on a handful of held-out images); the path runs from strong to weak penalty, each fit
+   warm-started from the previous one;
 4. refit on all train features at that l2 (warm-started) and score top-1 on val.
 
 Deterministic for given features on a given device: no random init, no minibatches.
@@ -35,6 +36,7 @@ class LinearProbeResult(NamedTuple):
     accuracy: float  # top-1 on val of the refit classifier
     l2: float  # the penalty chosen on the held-out slice
     holdout_accuracy: float  # held-out accuracy at that penalty
+    holdout_ce: float  # held-out cross-entropy at that penalty (the selection criterion)
     iterations: int  # L-BFGS iterations of all fits together
     converged: bool  # every fit reached GRAD_TOL within MAX_ITER
 
@@ -76,9 +78,13 @@ def fit_logistic(x: Tensor, y: Tensor, num_classes: int, l2: float, init: Tensor
     return params.detach(), iterations, bool(params.grad.abs().max() <= GRAD_TOL)
 
 
-def accuracy(params: Tensor, x: Tensor, y: Tensor) -> float:
+def logits(params: Tensor, x: Tensor) -> Tensor:
     d = x.shape[1]
-    return (torch.addmm(params[d], x, params[:d]).argmax(1) == y).double().mean().item()
+    return torch.addmm(params[d], x, params[:d])
+
+
+def accuracy(params: Tensor, x: Tensor, y: Tensor) -> float:
+    return (logits(params, x).argmax(1) == y).double().mean().item()
 
 
 @torch.no_grad()
@@ -93,9 +99,10 @@ def linear_probe(train_feats: Tensor, train_labels: Tensor, val_feats: Tensor, v
         for l2 in sorted(l2_grid, reverse=True):
             params, it, ok = fit_logistic(x_train[fit_idx], y_train[fit_idx], num_classes, l2, init=params)
             iters, converged = iters + it, converged and ok
-            acc = accuracy(params, x_train[out_idx], y_train[out_idx])
-            if best is None or acc > best[1]:  # strictly better: ties keep the stronger penalty
-                best = (l2, acc, params)
-        l2, holdout_acc, start = best
+            ce = F.cross_entropy(logits(params, x_train[out_idx]), y_train[out_idx]).item()
+            if best is None or ce < best[1]:  # strictly better: ties keep the stronger penalty
+                best = (l2, ce, params)
+        l2, holdout_ce, start = best
+        holdout_acc = accuracy(start, x_train[out_idx], y_train[out_idx])
         final, it, ok = fit_logistic(x_train, y_train, num_classes, l2, init=start)
-    return LinearProbeResult(accuracy(final, x_val, y_val), l2, holdout_acc, iters + it, converged and ok)
+    return LinearProbeResult(accuracy(final, x_val, y_val), l2, holdout_acc, holdout_ce, iters + it, converged and ok)

@@ -29,9 +29,8 @@ from . import metrics as M
 from .config import TrainConfig
 from .data import DataSplits, augment, check_source, load_data, normalize
 from .grad_taps import GradTaps
-from .knn import knn_accuracy
-from .linear_probe import linear_probe
 from .model import MaskedAutoencoder, param_groups, val_mask_noise
+from .readout import readout
 
 LOSS_TERMS = ("rec", "head_ce", "probe_ce", "loss")  # order of the finite-check flags
 
@@ -261,34 +260,15 @@ class MAEGapModule(pl.LightningModule):
         row[M.VAL_KNN_ACC], row[M.VAL_LINEAR_ACC] = self.feature_eval() if due else (float("nan"), float("nan"))
         self._val_row = row
 
-    @torch.no_grad()
-    def features(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        bs = self.cfg.eval_batch_size
-        chunks = (images_uint8[i : i + bs].to(self.device, non_blocking=True) for i in range(0, len(images_uint8), bs))
-        return torch.cat([self.model.features(normalize(chunk)).float() for chunk in chunks])
-
-    def frozen_features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(train, val) pooled unmasked features of the current weights, eval mode, under the run's autocast."""
-        was_training = self.model.training
-        self.model.eval()
-        # Hooks run outside Lightning's autocast: enter it here, so the features use bf16 like validation.
-        with self.trainer.precision_plugin.forward_context():
-            train_feats = self.features(self.data.train_images)
-            val_feats = self.features(self.data.val_images)
-        self.model.train(was_training)
-        return train_feats, val_feats
-
     def feature_eval(self) -> tuple[float, float]:
         """(k-NN accuracy, linear-probe accuracy) from ONE pass over the frozen features.
 
         Every rank holds the whole data set on its device, so every rank computes the same numbers.
+        Hooks run outside Lightning's autocast: the precision plugin's context makes the feature pass
+        use bf16 like validation.
         """
-        train_feats, val_feats = self.frozen_features()
-        train_labels = self.data.train_labels.to(self.device)
-        knn = knn_accuracy(train_feats, train_labels, val_feats, self.data.val_labels,
-                           self.cfg.knn_k, self.cfg.knn_temperature, self.cfg.num_classes)
-        linear = linear_probe(train_feats, train_labels, val_feats, self.data.val_labels, self.cfg.num_classes)
-        return knn, linear.accuracy
+        out = readout(self.model, self.data, self.cfg, self.device, self.trainer.precision_plugin.forward_context)
+        return out.knn, out.linear.accuracy
 
     # ------------------------------------------------------------------ one row per epoch
 

@@ -46,13 +46,18 @@ def test_full_config_matches_spec_figures():
     assert b["decoder_blocks_share_of_masked"] == pytest.approx(0.93, abs=0.005)  # "93% in the decoder"
     assert b["probe_pass"] / b["masked_fwd_bwd"] == pytest.approx(0.07, abs=0.01)  # "+~7%"
     assert b["train"] == pytest.approx(36.43e9, rel=1e-3)
+    # --online_probe=False saves the probe pass: 6.9% of a training step
+    without = flop_breakdown(preset("full", online_probe=False))["train"]
+    assert without == pytest.approx(b["train"] - b["probe_pass"] - b["head"])
+    assert 1 - without / b["train"] == pytest.approx(0.069, abs=0.002)
 
 
 @pytest.mark.parametrize("overrides", [
     {},  # the tiny preset: grl mode
     dict(mask_ratio=0.5, mlp_ratio=2.0, alpha_mode="weighted", alpha=0.0),  # head frozen, other shapes
     HAND,
-], ids=["tiny", "tiny-variant", "hand"])
+    dict(online_probe=False),  # no probe pass
+], ids=["tiny", "tiny-variant", "hand", "no-online-probe"])
 def test_flop_formula_matches_flop_counter(overrides):
     # FlopCounterMode counts every matmul/conv/attention FLOP of one real forward + backward; the
     # formula leaves out only the frozen head's backward in weighted mode at alpha 0 (a few FLOP).
@@ -63,10 +68,11 @@ def test_flop_formula_matches_flop_counter(overrides):
 
 ROWS = ("train img/s", "step time, Lightning", "step time, plain PyTorch loop", "Lightning / plain, step",
         "epoch wall / sum of its steps", "FLOP per image (formula)", "FLOP per image (FlopCounterMode)",
-        "achieved TFLOP/s", "MFU", "augmentation img/s", "peak memory", "fixed cost", "host syncs inside the step")
+        "achieved TFLOP/s", "MFU", "augmentation img/s", "readout per evaluation / epoch", "peak memory", "fixed cost",
+        "host syncs inside the step")
 NUMBERS = ("img_per_s", "plain_img_per_s", "lightning_step_ms", "plain_step_ms", "lightning_over_plain",
            "epoch_over_steps", "flop_per_img", "flop_per_img_counted", "tflops", "mfu", "aug_img_per_s",
-           "fixed_cost_s")
+           "fixed_cost_s", "readout_over_epoch")
 
 
 def test_cli_prints_and_writes_every_field(tmp_path):
@@ -91,4 +97,7 @@ def test_cli_prints_and_writes_every_field(tmp_path):
     assert r["config"]["embed_dim"] == preset("tiny").embed_dim and r["config_name"] == "tiny"
     assert r["batch"] == 64 and r["precision"] == "32" and r["compile"] is False
     assert r["lightning"]["events"]["steps"] == 3 and r["plain"]["events"]["steps"] == 3
+    readout = r["readout"]
+    assert readout["linear_converged"] is True and readout["total_s"] == pytest.approx(
+        readout["features_s"] + readout["knn_s"] + readout["linear_s"])
     assert f"{r['img_per_s']:,.0f}" in table  # the table prints the numbers the JSON holds

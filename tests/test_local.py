@@ -248,7 +248,7 @@ FAKE_TRAIN = textwrap.dedent('''
     run = wandb.init(config={"alpha": 0.0, "lr": 1.0})
     assert run.config["alpha"] == float(args["alpha"]), "the sweep param file sets the config"
     for epoch in range(1, 4):
-        run.log({"epoch": epoch, "val/mse": 1.0 / epoch + float(args["alpha"]), "val/probe_acc": 0.25 * epoch})
+        run.log({"epoch": epoch, "val/mse": 1.0 / epoch + float(args["alpha"]), "val/linear_acc": 0.25 * epoch})
     run.finish()
 ''')
 
@@ -263,7 +263,7 @@ def fake_sweep(tmp_path: Path, alphas="[-0.5, 0.0, 0.5]") -> Path:
         program: {prog}
         method: grid
         metric:
-          name: val/probe_acc
+          name: val/linear_acc
           goal: maximize
         command:
           - ${{env}}
@@ -297,7 +297,7 @@ def test_end_to_end_with_a_fake_program(tmp_path):
     assert [r["params"]["alpha"] for r in runs] == [-0.5, 0.0, 0.5]
     assert [r["state"] for r in runs] == ["finished", "finished", "failed"] and runs[2]["exit_code"] == 3
     assert runs[0]["summary"]["val/mse"] == pytest.approx(1 / 3 - 0.5)
-    assert runs[1]["summary"]["val/probe_acc"] == pytest.approx(0.75)
+    assert runs[1]["summary"]["val/linear_acc"] == pytest.approx(0.75)
 
     # the table: one row per run with state and final metrics
     table = text[text.index("\nrun ") + 1:]
@@ -373,5 +373,5 @@ def test_smoke_sweep_with_the_real_trainer(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     run = json.loads((out / "sweep.json").read_text())["runs"][0]
     assert run["state"] == "finished", Path(run["log"]).read_text()[-3000:]
-    assert 0.0 < run["summary"]["val/mse"] and 0.0 <= run["summary"]["val/probe_acc"] <= 1.0
+    assert 0.0 < run["summary"]["val/mse"] and 0.0 <= run["summary"]["val/linear_acc"] <= 1.0
     assert run["summary"]["epoch"] == 1

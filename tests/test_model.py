@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mae_gap.config import TrainConfig, preset
-from mae_gap.losses import grad_scale, signed_alpha_objective
+from mae_gap.losses import grad_scale, head_terms
 from mae_gap.model import EvalOutput, MaskedAutoencoder, StepOutput, param_groups, val_mask_noise
 
 TINY = dict(
@@ -145,7 +145,7 @@ def test_evaluate_is_batch_size_independent():
     idx = torch.arange(20, 27)
     full = m.evaluate(imgs, val_mask_noise(cfg.mask_seed, idx, cfg.num_patches))
     assert isinstance(full, EvalOutput)
-    assert full.rec.shape == (7,) and full.pixel.shape == (7,) and full.features.shape == (7, 32)
+    assert full.rec.shape == (7,) and full.pixel.shape == (7,)
     assert full.head_logits.shape == (7, 10) and full.probe_logits.shape == (7, 10)
     for r in (0, 3, 6):
         one = m.evaluate(imgs[r : r + 1], val_mask_noise(cfg.mask_seed, idx[r : r + 1], cfg.num_patches))
@@ -154,7 +154,7 @@ def test_evaluate_is_batch_size_independent():
     # a different mask_seed gives a different validation loss for the same images and weights
     other = m.evaluate(imgs, val_mask_noise(cfg.mask_seed + 1, idx, cfg.num_patches))
     assert not torch.allclose(other.rec, full.rec)
-    torch.testing.assert_close(other.features, full.features)  # unmasked pass does not depend on masks
+    torch.testing.assert_close(other.probe_logits, full.probe_logits)  # unmasked pass does not depend on masks
 
 
 # ----------------------------------------------------------------------------- 4. patchify
@@ -213,7 +213,7 @@ def test_probe_never_moves_the_encoder(mode):
     noise = torch.rand(6, 16, generator=torch.Generator().manual_seed(7))
     out = m(imgs, labels, 0.5, mode, noise=noise)
     body = [p for n, p in m.named_parameters() if not n.startswith(("head.", "probe."))]
-    without_probe = signed_alpha_objective(out.rec_loss, out.head_ce, torch.zeros(()), 0.5, mode)
+    without_probe = out.loss - out.probe_ce
     assert_grads_close(grads(out.loss, body), grads(without_probe, body), rtol=0, atol=0)
     assert all(g.abs().sum() == 0 for g in grads(out.probe_ce, body))
     probe = list(m.probe.parameters())
@@ -296,13 +296,20 @@ def test_weighted_sign_flips_the_head_gradient():
     torch.testing.assert_close(h[-1.0], -h[1.0])
 
 
-def test_signed_alpha_objective():
-    rec, head, probe = torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0)
-    assert signed_alpha_objective(rec, head, probe, -0.5, "grl") == 6.0
-    assert signed_alpha_objective(rec, head, probe, -0.5, "weighted") == 3.0
-    assert signed_alpha_objective(rec, torch.tensor(float("nan")), probe, 0.0, "weighted") == 4.0  # left out
+def test_head_terms_per_mode():
+    torch.manual_seed(0)
+    head, z, labels = torch.nn.Linear(4, 3), torch.randn(5, 4), torch.randint(0, 3, (5,))
+    ce = torch.nn.functional.cross_entropy(head(z), labels)
+    grl = head_terms(head, z, labels, -0.5, "grl")
+    torch.testing.assert_close(grl.objective, ce)  # alpha acts on the gradient only
+    torch.testing.assert_close(head_terms(head, z, labels, -0.5, "weighted").objective, -0.5 * ce)
+    off = head_terms(head, z, labels, 0.0, "weighted")
+    assert off.objective == 0 and off.ce.grad_fn is None  # left out of the loss, only logged
+    conf = head_terms(head, z, labels, -0.5, "confusion")  # CE on labels + |alpha| * CE against uniform
+    uniform = -torch.log_softmax(head(z), -1).mean()
+    torch.testing.assert_close(conf.objective, ce + 0.5 * uniform)
     with pytest.raises(ValueError, match="alpha_mode"):
-        signed_alpha_objective(rec, head, probe, 1.0, "bogus")
+        head_terms(head, z, labels, 1.0, "bogus")
 
 
 # ----------------------------------------------------------------------------- 8. norm_pix

@@ -9,7 +9,8 @@ import torch
 from mae_gap import metrics as M
 from mae_gap.config import preset
 from mae_gap.data import load_data
-from mae_gap.module import NonFiniteLoss, fit, knn_accuracy, warmup_cosine
+from mae_gap.knn import knn_accuracy
+from mae_gap.module import NonFiniteLoss, fit, warmup_cosine
 
 
 def tiny(tmp_path, **overrides):
@@ -30,7 +31,7 @@ def test_every_metric_logged_once_per_epoch_and_finite(two_epochs):
     for row in result.history:
         assert set(row) == set(M.EPOCH_KEYS)
         assert all(math.isfinite(v) for v in row.values()), row
-        for key in (M.VAL_PROBE_ACC, M.VAL_HEAD_ACC, M.VAL_KNN_ACC, M.TRAIN_HEAD_ACC):
+        for key in (M.VAL_LINEAR_ACC, M.VAL_PROBE_ACC, M.VAL_HEAD_ACC, M.VAL_KNN_ACC, M.TRAIN_HEAD_ACC):
             assert 0.0 <= row[key] <= 1.0
     # The schedule really moved: warmup ends after epoch 1, cosine reaches min_lr at the end.
     assert result.history[0][M.TRAIN_LR] == pytest.approx(cfg.lr, rel=1e-6)
@@ -45,10 +46,29 @@ def test_same_seed_same_val_mse(two_epochs, tmp_path):
     assert other.history[0][M.VAL_MSE] != pytest.approx(result.history[0][M.VAL_MSE], rel=1e-6)
 
 
-def test_knn_every_controls_the_knn_column(tmp_path):
+def test_knn_every_controls_the_knn_and_linear_columns(tmp_path):
     result = fit(tiny(tmp_path, epochs=2, knn_every=2, train_limit=128, val_limit=64))
-    knn = [row[M.VAL_KNN_ACC] for row in result.history]
-    assert math.isnan(knn[0]) and 0.0 <= knn[1] <= 1.0
+    for key in (M.VAL_KNN_ACC, M.VAL_LINEAR_ACC):
+        values = [row[key] for row in result.history]
+        assert math.isnan(values[0]) and 0.0 <= values[1] <= 1.0
+
+
+def test_without_the_online_probe_its_metrics_are_nan_and_it_does_not_train(tmp_path):
+    result = fit(tiny(tmp_path, epochs=1, online_probe=False, train_limit=128, val_limit=64))
+    row = result.history[0]
+    assert math.isnan(row[M.VAL_PROBE_ACC]) and math.isnan(row[M.TRAIN_PROBE_CE])
+    assert math.isfinite(row[M.VAL_LINEAR_ACC]) and math.isfinite(row[M.TRAIN_LOSS])
+    probe = result.module.model.probe[1]
+    assert not probe.weight.requires_grad
+    torch.testing.assert_close(probe.weight, fit_probe_init(tmp_path))
+
+
+def fit_probe_init(tmp_path):
+    """The probe's initial weights (same seed): an untrained probe keeps them."""
+    from mae_gap.model import MaskedAutoencoder
+
+    pl.seed_everything(0, verbose=False)
+    return MaskedAutoencoder(tiny(tmp_path, online_probe=False)).probe[1].weight
 
 
 def test_bf16_autocast_runs_on_cpu(tmp_path):

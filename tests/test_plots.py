@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import ALPHA, EPOCH, LR, METRIC_COLUMNS, RUN_ID, RUN_NAME, SEED, STATE, TIDY_COLUMNS
+from analysis import ALPHA, ALPHA_MODE, EPOCH, LR, METRIC_COLUMNS, RUN_ID, RUN_NAME, SEED, STATE, STEPS, TIDY_COLUMNS
 from analysis import plots
-from analysis.stats import gap_statistics
+from analysis.gap import gap_statistics
 from mae_gap.metrics import VAL_KNN_ACC, VAL_MSE, VAL_PROBE_ACC
 
 # SPEC section 6: the original study's 25 alphas.
@@ -39,7 +39,7 @@ def make_sweep(alphas=FULL_ALPHAS, lrs=(1e-3, 1e-4), epochs=8, seed=0) -> pd.Dat
                 mse = 0.9 - 0.45 * t + 0.04 * abs(s) + 0.01 * rng.normal()
                 acc = 0.2 + (0.35 + 0.25 * s) * t + 0.015 * rng.normal()
                 row = {RUN_ID: rid, RUN_NAME: f"alpha={a:g} lr={lr:g}", ALPHA: float(a), LR: float(lr),
-                       SEED: 0, STATE: "finished", EPOCH: e}
+                       ALPHA_MODE: "grl", SEED: 0, STEPS: 100 * epochs, STATE: "finished", EPOCH: e}
                 row.update({k: float(rng.uniform(0, 1)) for k in METRIC_COLUMNS})
                 row.update({VAL_MSE: mse, VAL_PROBE_ACC: float(np.clip(acc, 0, 1))})
                 row[VAL_KNN_ACC] = float(np.clip(acc - 0.05, 0, 1)) if e % 2 == 0 else np.nan
@@ -54,7 +54,7 @@ def sweep2():
 
 @pytest.fixture(scope="module")
 def stats2(sweep2):
-    return gap_statistics(sweep2, n_boot=50)
+    return gap_statistics(sweep2, acc_key=VAL_PROBE_ACC, n_perm=199)
 
 
 def _labelled(ax):
@@ -140,7 +140,7 @@ def _assert_png(path: Path):
 def test_save_all_two_lrs(tmp_path, sweep2, stats2):
     paths = plots.save_all(sweep2, stats2, tmp_path / "out", VAL_PROBE_ACC, VAL_MSE)
     assert set(paths) == {"tube_scatter_signed_alpha", "alpha_vs_final_metrics",
-                          "negative_vs_positive_comparison", "lr_alpha_scatter"}
+                          "negative_vs_positive_comparison", "lr_alpha_scatter", "matched_mse_accuracy"}
     for name, path in paths.items():
         assert path.name == f"{name}.png" and path.parent == tmp_path / "out"
         _assert_png(path)
@@ -151,7 +151,7 @@ def test_save_all_one_lr_no_lr_plot(tmp_path):
     df = make_sweep(lrs=(1.5e-4,), epochs=4)
     paths = plots.save_all(df, None, tmp_path, VAL_PROBE_ACC, VAL_MSE)
     assert "lr_alpha_scatter" not in paths and not (tmp_path / plots.LR_ALPHA_PNG).exists()
-    assert len(paths) == 3
+    assert len(paths) == 4
     for path in paths.values():
         _assert_png(path)
 
@@ -159,7 +159,7 @@ def test_save_all_one_lr_no_lr_plot(tmp_path):
 def test_other_accuracy_key_and_nan_rows(tmp_path):
     df = make_sweep(alphas=(-1.0, 0.0, 1.0), lrs=(1e-4,), epochs=6)  # k-NN NaN on odd epochs
     paths = plots.save_all(df, None, tmp_path, VAL_KNN_ACC, VAL_MSE)
-    assert len(paths) == 3
+    assert len(paths) == 4
 
 
 def test_no_torch_import():
@@ -175,8 +175,8 @@ def test_no_torch_import():
 if __name__ == "__main__":  # render the figures for a visual check
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/plots")
     df = make_sweep()
-    print(plots.save_all(df, gap_statistics(df, n_boot=200), out / "two_lrs"))
+    print(plots.save_all(df, gap_statistics(df, acc_key=VAL_PROBE_ACC, n_perm=999), out / "two_lrs"))
     df1 = make_sweep(lrs=(1.5e-4,), epochs=8)
-    print(plots.save_all(df1, gap_statistics(df1, n_boot=200), out / "one_lr"))
+    print(plots.save_all(df1, gap_statistics(df1, acc_key=VAL_PROBE_ACC, n_perm=999), out / "one_lr"))
     dneg = make_sweep(alphas=(-1.0, -0.1, -1e-5), lrs=(1e-4,), epochs=8)
     print(plots.save_all(dneg, None, out / "neg_only"))

@@ -26,6 +26,7 @@ from fake_wandb import _GraphQLError  # noqa: E402
 
 from analysis import (  # noqa: E402
     ALPHA,
+    ALPHA_MODE,
     EPOCH,
     LR,
     METRIC_COLUMNS,
@@ -33,6 +34,7 @@ from analysis import (  # noqa: E402
     RUN_NAME,
     SEED,
     STATE,
+    STEPS,
     TIDY_COLUMNS,
     TIDY_DTYPES,
 )
@@ -82,6 +84,7 @@ def epoch_rows(i: int, epochs: int, knn_every: int = 5, nan_knn: bool = False, *
             M.EPOCH: e,
             M.VAL_MSE: mse,
             M.VAL_MSE_PIXEL: 1.1 * mse,
+            M.VAL_LINEAR_ACC: 0.15 + 0.8 * (1 - 1 / e) * (1 - 0.01 * i),
             M.VAL_PROBE_ACC: 0.1 + 0.8 * (1 - 1 / e) * (1 - 0.01 * i),
             M.VAL_HEAD_ACC: 0.1 + 0.5 * (1 - 1 / e),
             M.TRAIN_LOSS: 2.0 / e,
@@ -90,6 +93,7 @@ def epoch_rows(i: int, epochs: int, knn_every: int = 5, nan_knn: bool = False, *
             M.TRAIN_PROBE_CE: 0.4 / e,
             M.TRAIN_HEAD_ACC: 0.3 + 0.01 * e,
             M.TRAIN_LR: 1e-4 * (1 - e / (epochs + 1)),
+            M.TRAIN_GRAD_RATIO: 0.5,
             M.PERF_IMG_PER_S: 1000.0 + e,
             M.PERF_EPOCH_S: 2.5,
         }
@@ -133,7 +137,8 @@ def expected_table(served: dict, names: dict | None = None, state_map=None) -> p
         for e in sorted(by_epoch):
             row = by_epoch[e]
             rec = {RUN_ID: rid, RUN_NAME: (names or {}).get(rid, f"run-{rid[1:].lstrip('0') or '0'}"),
-                   ALPHA: float(cfg["alpha"]), LR: float(cfg["lr"]), SEED: int(cfg["seed"]),
+                   ALPHA: float(cfg["alpha"]), ALPHA_MODE: "grl", LR: float(cfg["lr"]), SEED: int(cfg["seed"]),
+                   STEPS: -1,
                    STATE: (state_map or {}).get(state, state), EPOCH: e}
             for k in METRIC_COLUMNS:
                 rec[k] = float(row.get(k, np.nan))

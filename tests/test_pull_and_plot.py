@@ -31,7 +31,7 @@ from mae_gap import metrics as M  # noqa: E402
 wandb = pytest.importorskip("wandb")
 
 PNGS = ("tube_scatter_signed_alpha.png", "alpha_vs_final_metrics.png",
-        "negative_vs_positive_comparison.png", "lr_alpha_scatter.png")
+        "negative_vs_positive_comparison.png", "lr_alpha_scatter.png", "matched_mse_accuracy.png")
 
 
 def one_line_error(capsys, argv) -> str:
@@ -44,7 +44,7 @@ def one_line_error(capsys, argv) -> str:
 
 def messy_sweep(fake):
     """10 runs on a 2-lr grid: 5 good ones, and one each of crashed, failed, running, missing
-    val/probe_acc, and a duplicate of a good run's grid point."""
+    val/linear_acc, and a duplicate of a good run's grid point."""
     sid = fake.add_sweep(ENTITY, PROJECT, {"method": "grid", "parameters": {
         "alpha": {"values": ALPHAS[:8]}, "lr": {"values": [1e-3, 1e-4]}}})
     specs = [  # (name, alpha, lr, state, rows, summary)
@@ -57,7 +57,7 @@ def messy_sweep(fake):
         ("failed-6", -10.0, 1e-3, "failed", epoch_rows(6, 2),
          {M.FAILURE_REASON: "non-finite loss (nan) at epoch 2"}),
         ("running-7", 5.0, 1e-4, "running", epoch_rows(7, 4), {}),
-        ("noacc-8", 0.5, 1e-3, "finished", epoch_rows(8, 6, without=(M.VAL_PROBE_ACC,)), {}),
+        ("noacc-8", 0.5, 1e-3, "finished", epoch_rows(8, 6, without=(M.VAL_LINEAR_ACC,)), {}),
         ("dup-9", 1.0, 1e-3, "finished", epoch_rows(9, 6), {}),  # same grid point as good-4
     ]
     for i, (name, alpha, lr, state, rows, summary) in enumerate(specs):
@@ -75,7 +75,7 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
     out = tmp_path / "out"
     monkeypatch.setenv("WANDB_MODE", "offline")  # the upload writes an offline analysis run
     monkeypatch.setenv("WANDB_SWEEP_ID", "some-agent-sweep")  # ignored: analysis is outside sweeps
-    code = main([f"{ENTITY}/{PROJECT}/{sid}", "--out", str(out), "--boot", "50", "--bins", "4"])
+    code = main([f"{ENTITY}/{PROJECT}/{sid}", "--out", str(out), "--permutations", "50", "--bins", "4"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     wandb.teardown()  # flush the offline run's transaction log
@@ -84,11 +84,12 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
     assert f"sweep {ENTITY}/{PROJECT}/{sid}: 10 runs, 5 used, 5 excluded" in printed
     for name, reason in [("crashed-5 (id5)", "crashed"), ("failed-6 (id6)", "failed: non-finite loss (nan) at epoch 2"),
                          ("running-7 (id7)", "running (still in progress)"),
-                         ("noacc-8 (id8)", f"no {M.VAL_PROBE_ACC} values"),
+                         ("noacc-8 (id8)", f"no {M.VAL_LINEAR_ACC} values"),
                          ("dup-9 (id9)", "duplicate grid point of good-4 (id4)")]:
         line = next(ln for ln in printed.splitlines() if name in ln)
         assert reason in line, line
-    assert "Γ = " in printed and "95% CI [" in printed and "ρ = " in printed
+    assert "Γ = " in printed and "ρ = " in printed and "matched-MSE test" in printed
+    assert "95% CI" not in printed  # the whole-run bootstrap of Γ is gone
     assert "retries: 0" in printed and "pull: 10 runs pulled" in printed
 
     # Files: the tidy table of the used runs, the four PNGs, the statistics.
@@ -99,8 +100,8 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
     for png in PNGS:
         assert (out / png).stat().st_size > 10_000, png
     doc = json.loads((out / "gap_statistics.json").read_text())
-    for key in ("gamma", "gamma_ci", "rho", "p", "rho_ci", "bins", "by_sign", "n_points", "n_runs",
-                "runs", "exclusions", "inputs", "pull"):
+    for key in ("gamma", "rho", "p", "bins", "by_sign", "n_points", "n_runs", "noise_floor", "gamma_excess",
+                "matched_mse", "cross_run_rho", "conditions", "runs", "exclusions", "inputs", "pull"):
         assert key in doc, key
     assert len(doc["bins"]) == 4 and set(doc["by_sign"]) == {"negative", "zero", "positive"}
     assert doc["runs"] == {"found": 10, "used": 5, "excluded": 5,
@@ -110,9 +111,11 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
         ("crashed-5", "crashed"), ("failed-6", "failed:"), ("running-7", "running"),
         ("noacc-8", "no"), ("dup-9", "duplicate")]
     inputs = doc["inputs"]
-    assert (inputs["sweep"], inputs["acc_key"], inputs["mse_key"], inputs["bins"], inputs["n_boot"]) == (
-        f"{ENTITY}/{PROJECT}/{sid}", M.VAL_PROBE_ACC, M.VAL_MSE, 4, 50)
-    assert doc["n_runs"] == 5 and doc["gamma_ci"][0] <= doc["gamma_ci"][1]
+    assert (inputs["sweep"], inputs["acc_key"], inputs["mse_key"], inputs["bins"], inputs["n_perm"]) == (
+        f"{ENTITY}/{PROJECT}/{sid}", M.VAL_LINEAR_ACC, M.VAL_MSE, 4, 50)
+    assert doc["n_runs"] == 5 and "gamma_ci" not in doc  # no whole-run bootstrap of a max - min
+    assert doc["noise_floor"]["floor"] is None and "no seed replicates" in doc["noise_floor"]["note"]
+    assert "noise floor of Γ is unknown" in printed
 
     # The offline analysis run: images, table, statistics, artifact; not in the sweep.
     assert "upload: offline analysis run" in printed
@@ -129,7 +132,7 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
     # --include-unfinished keeps the crashed, failed and running runs, still names the rest.
     # The ended runs come from the cache; only the one still running is pulled again.
     fake.clear_requests()
-    code = main([f"{ENTITY}/{PROJECT}/{sid}", "--out", str(out), "--boot", "0", "--no-upload",
+    code = main([f"{ENTITY}/{PROJECT}/{sid}", "--out", str(out), "--permutations", "9", "--no-upload",
                  "--include-unfinished"])
     printed = capsys.readouterr().out
     assert code == 0 and "pull: 1 run pulled, 9 from the cache" in printed
@@ -138,7 +141,7 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
     assert "10 runs, 8 used, 2 excluded" in printed
     doc = json.loads((out / "gap_statistics.json").read_text())
     assert {e["run_name"] for e in doc["exclusions"]} == {"noacc-8", "dup-9"}
-    assert doc["gamma_ci"] is None and doc["inputs"]["include_unfinished"] is True
+    assert doc["inputs"]["include_unfinished"] is True
 
 
 def test_cli_retries_429_and_500_and_prints_the_count(fake, tmp_path, capsys):
@@ -146,7 +149,7 @@ def test_cli_retries_429_and_500_and_prints_the_count(fake, tmp_path, capsys):
     fake.clear_requests()
     fake.fail_next(429, times=2, headers={"Retry-After": "1"})
     fake.fail_next(500, times=1)
-    code = main([f"{ENTITY}/{PROJECT}/{sid}", "--out", str(tmp_path / "o"), "--boot", "0", "--no-upload"])
+    code = main([f"{ENTITY}/{PROJECT}/{sid}", "--out", str(tmp_path / "o"), "--permutations", "9", "--no-upload"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert [q.status for q in fake.request_log if q.path.endswith("graphql")][:3] == [429, 429, 500]
@@ -156,7 +159,7 @@ def test_cli_retries_429_and_500_and_prints_the_count(fake, tmp_path, capsys):
 
 def test_cli_report_spec_names_the_sweep_and_the_panels(report_fake, tmp_path, capsys):
     sid = messy_sweep(report_fake)
-    code = main([f"{ENTITY}/{PROJECT}/{sid}", "--out", str(tmp_path / "o"), "--boot", "0",
+    code = main([f"{ENTITY}/{PROJECT}/{sid}", "--out", str(tmp_path / "o"), "--permutations", "9",
                  "--no-upload", "--report"])
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -183,7 +186,7 @@ def test_cli_offline_dir_without_sweep_argument(tmp_path, capsys, monkeypatch):
     runs[1]["exit_code"] = 1
     write_offline_runs(tmp_path, runs, "local-sweep-x", wdir)
     out = tmp_path / "out"
-    code = main(["--offline", str(wdir / "wandb"), "--out", str(out), "--boot", "20"])
+    code = main(["--offline", str(wdir / "wandb"), "--out", str(out), "--permutations", "20"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "sweep local-sweep-x: 3 runs, 2 used, 1 excluded" in printed
@@ -202,10 +205,10 @@ def test_cli_help_lists_every_option(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--offline", "--out", "--acc", "--mse", "--bins", "--boot", "--no-upload", "--report",
+    for flag in ("--offline", "--out", "--acc", "--mse", "--bins", "--permutations", "--no-upload", "--report",
                  "--refresh", "--include-unfinished", "--entity", "--project"):
         assert flag in text, flag
-    assert build_parser().parse_args([]).acc == M.VAL_PROBE_ACC
+    assert build_parser().parse_args([]).acc == M.VAL_LINEAR_ACC
 
 
 def test_cli_bad_inputs_give_one_line_errors(fake, tmp_path, capsys):

@@ -19,7 +19,7 @@ from analysis import plots  # noqa: E402
 from analysis.offline import find_offline_run_files, read_offline_run  # noqa: E402
 from analysis.pull import RunInfo, tidy_table  # noqa: E402
 from analysis.report import build_report, save_report, summary_of, upload_analysis  # noqa: E402
-from analysis.stats import gap_statistics  # noqa: E402
+from analysis.gap import gap_statistics  # noqa: E402
 from mae_gap import metrics as M  # noqa: E402
 
 wandb = pytest.importorskip("wandb")
@@ -67,7 +67,7 @@ def small_analysis(out: Path):
     runs = [RunInfo(f"r{i}", f"run-{i}", "finished", config={"alpha": a, "lr": lr, "seed": 0})
             for i, (a, lr) in enumerate([(-1.0, 1e-3), (0.0, 1e-3), (0.5, 1e-4), (1.0, 1e-4)])]
     table, _, _ = tidy_table(runs, {r.run_id: epoch_rows(i, 5) for i, r in enumerate(runs)})
-    stats = gap_statistics(table, n_boot=20)
+    stats = gap_statistics(table, n_perm=99)
     images = plots.save_all(table, stats, out)
     parquet = out / "trajectories.parquet"
     table.to_parquet(parquet, index=False)
@@ -111,10 +111,11 @@ def test_offline_analysis_run_has_images_table_stats_and_artifact(isolated_wandb
     for stem in images:
         assert row[f"plots/{stem}._type"] == "image-file"
         assert (wfile.parent / "files" / row[f"plots/{stem}.path"]).is_file()
-    assert len(images) == 4
+    assert len(images) == 5
     assert row["trajectories._type"] == "table-file" and row["trajectories.nrows"] == len(table)
     assert run["summary"]["gamma"] == pytest.approx(stats["gamma"])
-    assert run["summary"]["rho_ci_low"] == pytest.approx(stats["rho_ci"][0])
+    assert run["summary"]["cross_run_rho/rho"] == pytest.approx(stats["cross_run_rho"]["rho"])
+    assert "gamma_excess" not in run["summary"]  # one seed per run: no noise floor, none invented
     assert run["summary"]["by_sign/negative/n_runs"] == 1
     (art,) = [a for a in run["artifacts"] if a["type"] == "analysis"]
     assert art["name"] == "gap-analysis-sw1"
@@ -122,9 +123,12 @@ def test_offline_analysis_run_has_images_table_stats_and_artifact(isolated_wandb
 
 
 def test_summary_of_flattens_and_drops_missing():
-    s = summary_of({"gamma": 1.0, "gamma_ci": [0.5, 2.0], "rho": None, "rho_ci": None, "p": 0.1,
+    s = summary_of({"gamma": 1.0, "rho": None, "p": 0.1, "gamma_excess": 0.25, "noise_floor": {"floor": 0.75},
+                    "matched_mse": {"p_value": 0.03, "eta_squared": None, "effect_pp": {"α=1": 4.0, "α=-1": None}},
+                    "cross_run_rho": {"rho": -0.2, "p_value": 0.5},
                     "by_sign": {"zero": {"gamma": 0.0, "rho": None, "n_runs": 1}}}, {"runs_found": 3})
-    assert s == {"gamma": 1.0, "gamma_ci_low": 0.5, "gamma_ci_high": 2.0, "p": 0.1,
+    assert s == {"gamma": 1.0, "p": 0.1, "gamma_floor": 0.75, "gamma_excess": 0.25, "cross_run_rho/rho": -0.2,
+                 "cross_run_rho/p_value": 0.5, "matched_mse/p_value": 0.03, "matched_mse/effect_pp/α=1": 4.0,
                  "by_sign/zero/gamma": 0.0, "by_sign/zero/n_runs": 1, "runs_found": 3}
 
 
@@ -136,8 +140,9 @@ def test_report_spec_sent_to_the_backend(report_fake):
     report = build_report(
         ENTITY, PROJECT, "sw42", acc_key=M.VAL_PROBE_ACC, mse_key=M.VAL_MSE,
         analysis_run_id="ana123", image_keys=["plots/tube_scatter_signed_alpha", "plots/alpha_vs_final_metrics"],
-        stats={"gamma": 0.5, "gamma_ci": [0.3, 0.6], "rho": -0.4, "rho_ci": [-0.6, -0.2], "p": 1e-5,
-               "n_runs": 3, "n_points": 30},
+        stats={"gamma": 0.5, "rho": -0.4, "p": 1e-5, "n_runs": 3, "n_points": 30,
+               "noise_floor": {"floor": 0.3, "gamma_excess": 0.2}, "cross_run_rho": {"rho": -0.1, "p_value": 0.8},
+               "matched_mse": {"effect_pp": {"α=1": 4.0}, "p_value": 0.02}},
         exclusions=["run-9 (r9): crashed"],
     )
     assert report_fake.views == []  # building sends nothing
@@ -168,4 +173,5 @@ def test_report_spec_sent_to_the_backend(report_fake):
     media = next(p for p in panels.values() if p["viewType"] == "Media Browser")["config"]
     assert media["mediaKeys"] == ["plots/tube_scatter_signed_alpha", "plots/alpha_vs_final_metrics"]
     text = json.dumps(spec, ensure_ascii=False)
-    assert "Γ = 0.5 [0.3, 0.6]" in text and "run-9 (r9): crashed" in text
+    assert "Γ = 0.5, seed-noise floor 0.3, Γ − floor = 0.2" in text and "α=1 +4.00 pp" in text
+    assert "run-9 (r9): crashed" in text

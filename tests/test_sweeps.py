@@ -13,7 +13,7 @@ from mae_gap.config import TrainConfig, expected_type, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "sweeps"
-NAMES = ["smoke", "quick", "lr_alpha", "full_alpha"]
+NAMES = ["smoke", "quick", "lr_alpha", "full_alpha", "quick_seeds", "noise_floor", "imagenette_cpu"]
 COMMAND = ["${env}", "${interpreter}", "-m", "agent.train", "${args}"]
 
 # SPEC section 6: the original's listed alphas (it says "26 alphas" but lists 25)
@@ -24,6 +24,9 @@ TABLE = {  # file: (epochs, batch, project)
     "quick": (10, 64, "mae-reconstruction-gap-manual-probes"),
     "lr_alpha": (10, 64, "mae-reconstruction-gap-lr-sweep"),
     "full_alpha": (50, 512, "mae-reconstruction-gap-full-sweep"),
+    "quick_seeds": (10, 64, "mae-reconstruction-gap-manual-probes"),
+    "noise_floor": (10, 64, "mae-reconstruction-gap-noise-floor"),
+    "imagenette_cpu": (6, 128, "mae-gap-imagenette-cpu"),
 }
 
 
@@ -48,7 +51,7 @@ def all_values(config: dict):
             yield name, value
 
 
-def test_the_four_sweeps_exist():
+def test_the_sweeps_exist():
     assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted(NAMES)
 
 
@@ -72,7 +75,7 @@ def test_grid_program_command_metric(name):
     assert config["method"] == "grid"
     assert config["program"] == "agent/train.py"  # kept: wandb agent reads it
     assert config["command"] == COMMAND
-    assert config["metric"] == {"name": "val/probe_acc", "goal": "maximize"}
+    assert config["metric"] == {"name": "val/linear_acc", "goal": "maximize"}
     text = (SWEEPS / f"{name}.yaml").read_text()
     block = re.search(r"^command:\n((?:  - .*\n)+)", text, re.M)
     assert block, "command: must be a YAML block list (one `- ${env}` per line)"
@@ -163,7 +166,33 @@ def test_spec_grids():
     lr_alpha = raw("lr_alpha")["parameters"]
     assert lr_alpha["lr"]["values"] == [1e-3, 1e-4] and lr_alpha["alpha"]["values"] == [-0.5, 0.0, 0.5]
     sizes = {n: len(grid(validate(load(SWEEPS / f"{n}.yaml"), n))) for n in NAMES}
-    assert sizes == {"smoke": 3, "quick": 3, "lr_alpha": 6, "full_alpha": 25}
+    assert sizes == {"smoke": 3, "quick": 3, "lr_alpha": 6, "full_alpha": 25, "quick_seeds": 9, "noise_floor": 5,
+                     "imagenette_cpu": 12}
+
+
+def test_replicate_sweeps_differ_from_their_base_only_in_the_seed():
+    quick = raw("quick")["parameters"]
+    seeds = raw("quick_seeds")["parameters"]
+    assert seeds.pop("seed") == {"values": [0, 1, 2]} and seeds == quick
+    floor = raw("noise_floor")["parameters"]
+    assert floor.pop("seed") == {"values": [0, 1, 2, 3, 4]} and floor.pop("alpha") == {"value": 0.0}
+    assert floor == {k: v for k, v in quick.items() if k != "alpha"}
+
+
+def test_every_sweep_optimizes_the_feature_only_accuracy():
+    assert {raw(n)["metric"]["name"] for n in NAMES} == {"val/linear_acc"}
+
+
+def test_imagenette_cpu_is_the_real_data_demonstration():
+    points = grid(validate(load(SWEEPS / "imagenette_cpu.yaml"), "imagenette_cpu"))
+    cfgs = [parse_args(sweep_args(p)["args"]) for p in points]
+    assert {(c.alpha, c.effective_alpha_mode) for c in cfgs} == {(-1.0, "grl"), (0.0, "grl"), (1.0, "grl"),
+                                                                   (-1.0, "confusion")}
+    assert {c.seed for c in cfgs} == {0, 1}
+    c = cfgs[0]
+    assert (c.data_dir, c.img_size, c.patch_size, c.embed_dim, c.depth, c.decoder_embed_dim, c.decoder_depth) == (
+        "../shared/data/imagenette-224", 64, 8, 96, 6, 96, 2)
+    assert (c.batch_size, c.lr, c.epochs, c.accelerator) == (128, 1e-3, 6, "cpu")
 
 
 def test_smoke_is_a_tiny_cpu_model_on_digits():
