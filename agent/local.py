@@ -459,8 +459,11 @@ def describe(plan: Plan, slots: list[str | None]) -> str:
     mode = "W&B online" if plan.online else "W&B offline"
     sweep = (f"W&B sweep {plan.remote_sweep}" if plan.remote_sweep else
              f"local sweep {plan.sweep_id} (runs grouped as {plan.group})")
+    n_skip = sum(r.state == "skipped" for r in plan.runs)
+    count = (f"{len(plan.runs)} grid point(s), {len(plan.runs) - n_skip} to run ({n_skip} skipped: same computation "
+             "as an earlier point)") if n_skip else f"{len(plan.runs)} run(s)"
     lines = [
-        f"agent.local: {plan.yaml_path}: {len(plan.runs)} run(s), grid {' x '.join(swept) or 'of one point'}; "
+        f"agent.local: {plan.yaml_path}: {count}, grid {' x '.join(swept) or 'of one point'}; "
         f"{where}; {mode}; project {plan.project}" + (f", entity {plan.entity}" if plan.entity else ""),
         f"  {sweep}",
         f"  output {relpath(plan.out_dir)}  (logs/, {MANIFEST}"

@@ -16,7 +16,10 @@ together. Here each run is one unit (pure functions, no I/O; definitions as in r
    scores, sum_c n_c (mean_c s - mean s)^2; condition labels are permuted within each lr stratum
    (so lr effects are not mistaken for alpha effects); p = (1 + #{T_perm >= T_obs}) / (1 + B).
    Per condition, the same test restricted to its runs and the reference's. Effect size: eta^2 =
-   between / total sum of squares;
+   between / total sum of squares. With few seeds p cannot be small (`min_attainable_p`: 1/3 for
+   2 vs 2 seeds). Scores are deviations from the *pooled* curve, so a condition that barely meets
+   alpha = 0 in MSE is compared through the runs that overlap both; `overlap_mse` says on which MSE
+   range (and on how many grid values) a condition meets its reference directly;
 7. **interval** of effect_pp: Welch's t interval over the seeds (runs) of the condition and of the
    reference, None when either has fewer than 2. A percentile bootstrap of seeds cannot cover at
    2-3 seeds per condition (it sees at most 3 distinct resamples of 2 seeds); tests/test_matched_mse.py
@@ -119,6 +122,23 @@ def permutation_p(scores, codes, strata=None, n_perm: int = 5000, seed: int = 0)
     return float(p), observed / total
 
 
+def min_attainable_p(codes, strata=None) -> float:
+    """The smallest p the permutation test can return for these group sizes, before Monte Carlo:
+    1 / (number of distinct unlabelled partitions of the runs into groups of these sizes), per stratum
+    multiplied. 2 seeds x 4 conditions: 2!^4 * 4! / 8! = 0.0095; 2 vs 2 seeds: 1/3."""
+    g = np.asarray(codes, int)
+    strata = np.zeros(g.size, int) if strata is None else np.asarray(strata)
+    p = 1.0
+    for stratum in np.unique(strata):
+        sizes = np.bincount(g[strata == stratum])
+        sizes = sizes[sizes > 0]
+        partitions = math.factorial(int(sizes.sum()))
+        for size, count in zip(*np.unique(sizes, return_counts=True)):
+            partitions //= math.factorial(int(size)) ** int(count) * math.factorial(int(count))
+        p /= partitions
+    return p
+
+
 def welch_interval(a, b, level: float = 0.95) -> tuple[float, float] | None:
     """Welch's t interval of mean(a) - mean(b); None when either side has < 2 values or no spread."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -149,6 +169,7 @@ def matched_mse(df: pd.DataFrame, acc_key: str = DEFAULT_ACC_KEY, mse_key: str =
     strata = used[LR].fillna(-1).to_numpy(float) if len(used) else np.empty(0)
     p, eta2 = permutation_p(used["score"], codes, strata, n_perm, seed) if len(used) else (math.nan, math.nan)
 
+    values_used = on_grid([curves[i] for i in np.flatnonzero(np.isfinite(scores))], grid)
     by_condition, effect = [], {}
     for c in order:
         mine = used[used[CONDITION] == c]
@@ -156,13 +177,18 @@ def matched_mse(df: pd.DataFrame, acc_key: str = DEFAULT_ACC_KEY, mse_key: str =
         ref = used[(used[ALPHA] == 0) & ((used[LR] == lr) | (np.isnan(lr) & used[LR].isna()))]
         row = {"condition": c, "alpha": float(mine[ALPHA].iloc[0]), "alpha_mode": str(mine[ALPHA_MODE].iloc[0]),
                "lr": lr, "n_seeds": int(len(mine)), "scores_pp": (100 * mine["score"]).tolist(),
-               "effect_pp": None, "ci_pp": None, "p_value": None}
+               "effect_pp": None, "ci_pp": None, "p_value": None, "min_attainable_p": None, "overlap_mse": None}
         if len(ref) and not (mine[RUN_ID].isin(ref[RUN_ID]).all()):
+            # where this condition and its reference both have a run: the MSE range the effect rests on
+            both = (np.isfinite(values_used[mine.index]).any(0) & np.isfinite(values_used[ref.index]).any(0))
+            row["overlap_mse"] = [float(grid[both].min()), float(grid[both].max()), int(both.sum())] if both.any() else None
             row["effect_pp"] = 100 * float(mine["score"].mean() - ref["score"].mean())
             ci = welch_interval(mine["score"], ref["score"], level)
             row["ci_pp"] = None if ci is None else [100 * ci[0], 100 * ci[1]]
-            both = pd.concat([mine, ref])
-            row["p_value"] = permutation_p(both["score"], (both[CONDITION] == c).to_numpy(int), None, n_perm, seed)[0]
+            both_runs = pd.concat([mine, ref])
+            pair_codes = (both_runs[CONDITION] == c).to_numpy(int)
+            row["p_value"] = permutation_p(both_runs["score"], pair_codes, None, n_perm, seed)[0]
+            row["min_attainable_p"] = min_attainable_p(pair_codes)
             effect[c] = row["effect_pp"]
         by_condition.append(row)
     note = []
@@ -174,6 +200,7 @@ def matched_mse(df: pd.DataFrame, acc_key: str = DEFAULT_ACC_KEY, mse_key: str =
         note.append(f"{len(lonely)} run(s) overlap no other run in MSE and are left out of the test")
     return {
         "p_value": p, "eta_squared": eta2, "effect_pp": effect, "by_condition": by_condition,
+        "min_attainable_p": min_attainable_p(codes, strata) if len(used) else None,
         "reference": "alpha = 0 at the same lr",
         "statistic": "between-condition sum of squares of run scores (permuted within lr)",
         "grid": {"n": int(grid.size), "mse_min": float(grid[0]) if grid.size else None,

@@ -108,7 +108,7 @@ def alpha_vs_final(df: pd.DataFrame, acc_key: str = DEFAULT_ACC_KEY, mse_key: st
     fin = final_epoch(df, [mse_key, acc_key]) if len(df) else empty
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     series = sorted({(lr, m) for lr, m in zip(fin[LR], fin[ALPHA_MODE])}, key=lambda t: (t[0], t[1])) if len(fin) else []
-    cmap = plt.get_cmap("viridis")
+    palette = plt.get_cmap("tab10")
     n_lr = len({lr for lr, _ in series})
     for ax, key, label in (
         (axes[0], mse_key, mse_label(mse_key)),
@@ -119,7 +119,7 @@ def alpha_vs_final(df: pd.DataFrame, acc_key: str = DEFAULT_ACC_KEY, mse_key: st
             sub = sub[np.isfinite(sub[key].to_numpy(float))]
             if not len(sub):
                 continue
-            color = "0.15" if len(series) == 1 else cmap(i / max(len(series) - 1, 1) * 0.85)
+            color = "0.15" if len(series) == 1 else palette(i % 10)
             name = " ".join(([f"lr = {lr:g}"] if n_lr > 1 else []) + [mode])
             marker = LR_MARKERS[i % len(LR_MARKERS)]
             by = sub.groupby(ALPHA)[key]

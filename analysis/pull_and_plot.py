@@ -30,6 +30,7 @@ from analysis import DEFAULT_ACC_KEY, DEFAULT_BINS, DEFAULT_MSE_KEY, METRIC_COLU
 PROG = "python -m analysis.pull_and_plot"
 TRAJECTORIES = "trajectories"
 STATS_JSON = "gap_statistics.json"
+SUMMARY_MD = "summary.md"
 DEFAULT_OUT = Path("outputs") / "analysis"
 SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")  # = analysis.report.SWEEP_ENV
 
@@ -131,6 +132,7 @@ def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
     from analysis.pull import select_runs
     from analysis.gap import gap_statistics
     from analysis.stats import to_json_safe
+    from analysis.summary_md import render as render_summary
 
     table = result.table
     if not result.runs:
@@ -152,10 +154,12 @@ def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
     doc = statistics_document(args, result, stats, used, exclusions)
     stats_path = out_dir / STATS_JSON
     stats_path.write_text(json.dumps(to_json_safe(doc), indent=1, allow_nan=False) + "\n")
+    summary_path = out_dir / SUMMARY_MD
+    summary_path.write_text(render_summary(to_json_safe(doc)))
     images = plots.save_all(used, stats, out_dir, acc_key=args.acc, mse_key=args.mse)
     print_stats(stats, args)
     print_pull(result)
-    files = [parquet, csv, stats_path, *images.values()]
+    files = [parquet, csv, stats_path, summary_path, *images.values()]
     print(f"files: {out_dir}/ ({', '.join(p.name for p in files)})")
 
     upload = None
@@ -254,15 +258,17 @@ def print_stats(stats: dict, args) -> None:
           f"(training time drives it); across runs at the final epoch ρ = {_fmt(cross.get('rho'), '.3f')}, "
           f"permutation p = {_fmt(cross.get('p_value'), '.3g')} ({cross.get('n_runs')} runs)")
     test = stats.get("matched_mse") or {}
-    print(f"matched-MSE test ({args.acc} at equal {args.mse}, vs α = 0): permutation p = {_fmt(test.get('p_value'), '.3g')}, "
-          f"η² = {_fmt(test.get('eta_squared'), '.3f')}" + (f"  [{test['note']}]" if test.get("note") else ""))
+    print(f"matched-MSE test ({args.acc} at equal {args.mse}): permutation p = {_fmt(test.get('p_value'), '.3g')} "
+          f"(smallest possible {_fmt(test.get('min_attainable_p'), '.2g')}), η² = {_fmt(test.get('eta_squared'), '.3f')}"
+          + (f"  [{test['note']}]" if test.get("note") else ""))
     finals = {c["condition"]: c for c in stats.get("conditions") or []}
     for row in test.get("by_condition") or []:
         c = finals.get(row["condition"], {})
         ci = row.get("ci_pp")
         effect = ("reference" if row.get("effect_pp") is None and row["alpha"] == 0 else
-                  f"{_fmt(row.get('effect_pp'), '+.2f')} pp" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
-                  + f", p = {_fmt(row.get('p_value'), '.2g')}")
+                  f"{_fmt(row.get('effect_pp'), '+.2f')} pp vs α = 0" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+                  + f", p = {_fmt(row.get('p_value'), '.2g')} (smallest possible {_fmt(row.get('min_attainable_p'), '.2g')})"
+                  + (f", on MSE {row['overlap_mse'][0]:.3g}–{row['overlap_mse'][1]:.3g}" if row.get("overlap_mse") else ""))
         acc = (c.get("final_mean") or {}).get(args.acc)
         print(f"  {row['condition']:<22} {row['n_seeds']} seed(s), {c.get('total_steps', -1)} steps/run, "
               f"final {args.acc} {_fmt(acc, '.3f')}: {effect}")

@@ -41,7 +41,7 @@ CASES = [
     ("mask ratio outside (0, 1)", ["agent.train", "--mask_ratio=1.0"], {}, 2,
      "agent.train: mask_ratio=1.0 must lie strictly between 0 and 1"),
     ("unknown alpha mode", ["agent.train", "--alpha_mode=reversed"], {}, 2,
-     "agent.train: alpha_mode='reversed' is not one of grl, weighted"),
+     "agent.train: alpha_mode='reversed' is not one of grl, weighted, confusion"),
     ("missing data folder", ["agent.train", "--data_dir={tmp}/nope"], {}, 1,
      "agent.train: data folder {tmp}/nope does not exist: pass --data_dir PATH to a folder holding "
      "train/<class>/*.JPEG and val/<class>/*.JPEG (fast.ai layout)"),

@@ -68,11 +68,11 @@ def test_flop_formula_matches_flop_counter(overrides):
 
 ROWS = ("train img/s", "step time, Lightning", "step time, plain PyTorch loop", "Lightning / plain, step",
         "epoch wall / sum of its steps", "FLOP per image (formula)", "FLOP per image (FlopCounterMode)",
-        "achieved TFLOP/s", "MFU", "augmentation img/s", "readout per evaluation / epoch", "peak memory", "fixed cost",
+        "achieved TFLOP/s", "MFU", "augmentation img/s", "linear probe per evaluation / epoch", "whole readout per evaluation / epoch", "peak memory", "fixed cost",
         "host syncs inside the step")
 NUMBERS = ("img_per_s", "plain_img_per_s", "lightning_step_ms", "plain_step_ms", "lightning_over_plain",
            "epoch_over_steps", "flop_per_img", "flop_per_img_counted", "tflops", "mfu", "aug_img_per_s",
-           "fixed_cost_s", "readout_over_epoch")
+           "fixed_cost_s", "readout_over_epoch", "linear_probe_over_epoch")
 
 
 def test_cli_prints_and_writes_every_field(tmp_path):

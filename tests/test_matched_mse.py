@@ -13,6 +13,7 @@ from analysis.matched_mse import (
     common_grid,
     difference_curves,
     matched_mse,
+    min_attainable_p,
     on_grid,
     permutation_p,
     run_curve,
@@ -52,6 +53,15 @@ def test_between_ss_and_exact_permutation_p():
     assert all(np.isnan(v) for v in permutation_p([1.0, 2.0], [0, 1]))  # too few runs
 
 
+def test_min_attainable_p_by_hand():
+    # 4 conditions x 2 seeds: 8! / (2!^4 * 4!) = 105 unlabelled partitions -> 1/105
+    assert min_attainable_p(np.repeat([0, 1, 2, 3], 2)) == pytest.approx(1 / 105)
+    assert min_attainable_p([0, 0, 1, 1]) == pytest.approx(1 / 3)  # 2 vs 2 seeds
+    assert min_attainable_p([0, 0, 0, 1, 1, 1]) == pytest.approx(1 / 10)
+    # two lr strata of 2 vs 2 each: 1/3 * 1/3
+    assert min_attainable_p([0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 0, 0, 1, 1, 1, 1]) == pytest.approx(1 / 9)
+
+
 def test_permutation_stays_within_lr_strata():
     # an lr effect (+1 for lr b) with no alpha effect: permuting within lr keeps it out of the test
     scores = np.array([0.0, 0.01, 0.02, 1.0, 1.01, 1.02, 0.005, 0.0, 0.015, 1.0, 1.005, 1.02])
@@ -86,6 +96,10 @@ def test_matched_mse_recovers_a_known_shift_despite_mse_differences():
     assert [c["condition"] for c in r["by_condition"]] == ["α=-1", "α=0", "α=1"]
     assert r["by_condition"][1]["effect_pp"] is None  # the reference itself
     assert r["by_condition"][2]["ci_pp"][0] < 3.0 < r["by_condition"][2]["ci_pp"][1]
+    # alpha = 1 runs span MSE 0.52-0.92 like the reference's 0.5-0.9: they meet on [0.52, 0.9]
+    lo, hi, n = r["by_condition"][2]["overlap_mse"]
+    assert lo == approx(0.52, abs=0.01) and hi == approx(0.9, abs=0.01) and n > 10
+    assert r["by_condition"][2]["min_attainable_p"] == approx(1 / 3) and r["min_attainable_p"] == approx(1 / 15)
     curves = difference_curves(_table({0.0: 0.0, 1.0: 0.03}))
     assert list(curves) == ["α=1"] and np.nanmean(curves["α=1"]["runs"]) == approx(3.0, abs=0.2)
 

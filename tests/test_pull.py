@@ -486,3 +486,24 @@ def test_running_runs_are_reported_and_re_pulled(fake, tmp_path):
     assert res.pulled == ["r001"] and fake.count("Runs") == 1
     assert res.table[res.table[RUN_ID] == "r001"][EPOCH].tolist() == [1, 2, 3, 4, 5, 6]
     assert select_runs(res.table, M.VAL_PROBE_ACC, M.VAL_MSE, runs=res.runs)[1] == []
+
+
+def test_run_columns_record_what_ran_and_duplicates_follow_it():
+    # confusion at alpha >= 0 ran grl; blr runs log their effective_lr; total_steps is carried
+    runs = [
+        RunInfo("g0", "grl-0", "finished", config={"alpha": 0.0, "alpha_mode": "grl", "lr": 1e-3, "seed": 0,
+                                                   "total_steps": 60}),
+        RunInfo("c0", "conf-0", "finished", config={"alpha": 0.0, "alpha_mode": "confusion", "lr": 1e-3, "seed": 0,
+                                                    "total_steps": 60}),
+        RunInfo("cn", "conf-neg", "finished", config={"alpha": -1.0, "alpha_mode": "confusion", "lr": 1e-3,
+                                                      "seed": 0}),
+        RunInfo("b", "blr", "finished", config={"alpha": 1.0, "lr": 1.5e-4, "blr": 1e-3, "effective_lr": 5e-4,
+                                                "seed": 0}),
+    ]
+    table, _, _ = tidy_table(runs, {r.run_id: epoch_rows(i, 2) for i, r in enumerate(runs)})
+    first = table.drop_duplicates(RUN_ID).set_index(RUN_ID)
+    assert first[ALPHA_MODE].to_dict() == {"g0": "grl", "c0": "grl", "cn": "confusion", "b": "grl"}
+    assert first.loc["b", LR] == 5e-4 and first.loc["g0", LR] == 1e-3
+    assert first.loc["g0", STEPS] == 60 and first.loc["cn", STEPS] == -1
+    used, excl = select_runs(table, M.VAL_LINEAR_ACC, M.VAL_MSE, runs=runs)
+    assert [(e.run_id, e.reason.split(" of ")[0]) for e in excl] == [("c0", "duplicate grid point")]

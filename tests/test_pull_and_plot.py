@@ -127,7 +127,7 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
     assert row["trajectories._type"] == "table-file" and row["trajectories.nrows"] == 30
     assert run["summary"]["gamma"] == pytest.approx(doc["gamma"])
     (art,) = [a for a in run["artifacts"] if a["type"] == "analysis"]
-    assert sorted(art["files"]) == sorted(["trajectories.parquet", "trajectories.csv", "gap_statistics.json", *PNGS])
+    assert sorted(art["files"]) == sorted(["trajectories.parquet", "trajectories.csv", "gap_statistics.json", "summary.md", *PNGS])
 
     # --include-unfinished keeps the crashed, failed and running runs, still names the rest.
     # The ended runs come from the cache; only the one still running is pulled again.
