@@ -1,15 +1,27 @@
 """Start one `wandb agent` per GPU slot for a sweep that exists on W&B.
 
     python -m agent.launch ENTITY/PROJECT/SWEEP_ID --gpus all|0,1,2 [--per-gpu N] [--count N]
-                           [--stagger SECONDS] [--log-dir DIR] [--forward-signals] [--dry-run]
+                           [--stagger SECONDS] [--log-dir DIR] [--no-forward-signals]
+                           [--disable-flapping] [--max-initial-failures N]
+                           [--max-consecutive-failed-runs N] [--dry-run]
 
-Each slot (GPU x per-gpu) runs `wandb agent [--count N] ENTITY/PROJECT/SWEEP_ID` with
-CUDA_VISIBLE_DEVICES set to its GPU; W&B's sweep controller hands every agent the next grid
-point, so multi-node is the same command on each node. Starts are staggered (parallel
-agents asking at the same instant can be handed the same grid point), each agent writes its
-own log file, Ctrl-C / SIGTERM is forwarded once to every agent (wandb agent: first Ctrl-C
-= let the current runs finish, second = terminate them, third = kill), and the launcher
-waits for all of them and exits non-zero if any agent failed.
+Each slot (GPU x per-gpu) runs `wandb agent --forward-signals [--count N] ENTITY/PROJECT/SWEEP_ID`
+with CUDA_VISIBLE_DEVICES set to its GPU and this interpreter's folder first on PATH (the sweep's
+`${interpreter}` is `python` from PATH: without it an un-activated venv would run another Python).
+W&B's sweep controller hands every agent the next grid point, so multi-node is the same command
+on each node. Starts are staggered (parallel agents asking at the same instant can be handed the
+same grid point), each agent writes its own log file, Ctrl-C / SIGTERM is forwarded once to every
+agent, and the launcher waits for all of them and exits non-zero if any agent failed.
+
+Signals. Without `--forward-signals` a `wandb agent` has no SIGTERM handler: SIGTERM kills it and
+its run (in its own process group) runs on, orphaned (wandb/wandb_agent.py:103-116,124-129). With
+it (the default here) the agent passes every signal to its run and starts its shutdown sequence
+(wandb_agent.py:166-188): the run gets SIGTERM, checkpoints, marks itself preempting and exits 143,
+and W&B requeues it. Preempted runs exit non-zero, which `wandb agent` counts as failures
+(wandb_agent.py:374-377): 3 of them in its first 60 s stop it (the flapping guard,
+`--disable-flapping` = WANDB_AGENT_DISABLE_FLAPPING=true), and so do 5 failures before any success
+(`--max-initial-failures N` = WANDB_AGENT_MAX_INITIAL_FAILURES); `--max-consecutive-failed-runs N`
+is passed to `wandb agent` (wandb >= 0.31).
 """
 
 from __future__ import annotations
@@ -57,13 +69,28 @@ def wandb_executable() -> list[str]:
     return [sys.executable, "-m", "wandb"]
 
 
-def agent_command(sweep: str, count: int | None, forward_signals: bool, exe: list[str] | None = None) -> list[str]:
+def agent_command(sweep: str, count: int | None, forward_signals: bool, exe: list[str] | None = None,
+                  max_consecutive_failed: int | None = None) -> list[str]:
     cmd = [*(exe or wandb_executable()), "agent"]
     if count is not None:
         cmd += ["--count", str(count)]
     if forward_signals:
         cmd += ["--forward-signals"]
+    if max_consecutive_failed is not None:
+        cmd += ["--max-consecutive-failed-runs", str(max_consecutive_failed)]
     return cmd + [sweep]
+
+
+def agent_env(base: dict[str, str], gpu: str, args: argparse.Namespace) -> dict[str, str]:
+    """One agent's environment: its GPU, this interpreter first on PATH, the failure guards."""
+    env = dict(base, CUDA_VISIBLE_DEVICES=gpu)
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "") if bindir else env.get("PATH", "")
+    if args.disable_flapping:
+        env["WANDB_AGENT_DISABLE_FLAPPING"] = "true"
+    if args.max_initial_failures is not None:
+        env["WANDB_AGENT_MAX_INITIAL_FAILURES"] = str(args.max_initial_failures)
+    return env
 
 
 @dataclass
@@ -159,8 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stagger", type=float, default=5.0, metavar="SECONDS",
                    help="delay between agent starts (default 5)")
     p.add_argument("--log-dir", metavar="DIR", help="agent log folder (default: outputs/agents/SWEEP_ID-TIME)")
-    p.add_argument("--forward-signals", action="store_true",
-                   help="pass --forward-signals to wandb agent (signals reach the runs too)")
+    p.add_argument("--no-forward-signals", dest="forward_signals", action="store_false",
+                   help="do not pass --forward-signals to wandb agent (then SIGTERM orphans its runs)")
+    p.add_argument("--disable-flapping", action="store_true",
+                   help="WANDB_AGENT_DISABLE_FLAPPING=true: preemptions early on do not stop the agents")
+    p.add_argument("--max-initial-failures", type=int, metavar="N",
+                   help="WANDB_AGENT_MAX_INITIAL_FAILURES (wandb's default 5): failures before a first success")
+    p.add_argument("--max-consecutive-failed-runs", type=int, metavar="N",
+                   help="passed to wandb agent (wandb >= 0.31): stop after N failed runs in a row")
     p.add_argument("--dry-run", action="store_true", help="print the agent commands and exit")
     return p
 
@@ -171,23 +204,30 @@ def main(argv: list[str] | None = None) -> int:
         _entity, _project, sweep_id = parse_sweep_path(args.sweep)
         if args.per_gpu < 1 or (args.count is not None and args.count < 1) or args.stagger < 0:
             raise SweepConfigError("--per-gpu and --count must be at least 1, --stagger at least 0")
+        for flag in ("max_initial_failures", "max_consecutive_failed_runs"):
+            if getattr(args, flag) is not None and getattr(args, flag) < 1:
+                raise SweepConfigError(f"--{flag.replace('_', '-')} must be at least 1")
         gpus = parse_gpus(args.gpus, "agent.launch")
     except SweepConfigError as exc:
         print(f"agent.launch: error: {exc}", file=sys.stderr)
         return 2
 
     slots = [(gpu, k) for gpu in gpus for k in range(args.per_gpu)]
-    cmd = agent_command(args.sweep.strip(), args.count, args.forward_signals)
+    cmd = agent_command(args.sweep.strip(), args.count, args.forward_signals,
+                        max_consecutive_failed=args.max_consecutive_failed_runs)
     log_dir = Path(args.log_dir or os.path.join("outputs", "agents", f"{sweep_id}-{time.strftime('%Y%m%d-%H%M%S')}"))
     print(f"agent.launch: {len(slots)} agent(s) for sweep {args.sweep} on GPU(s) {','.join(gpus)}"
           f" ({args.per_gpu} per GPU), {args.stagger:g}s apart; logs in {relpath(log_dir)}", flush=True)
     plans = []
     for gpu, k in slots:
         name = f"gpu{gpu}-{k}"
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu)
+        env = agent_env(dict(os.environ), gpu, args)
         plans.append((name, env, log_dir / f"agent-{name}.log"))
         if args.dry_run:
-            print(f"CUDA_VISIBLE_DEVICES={gpu} {shlex.join(cmd)}    # log {relpath(log_dir / f'agent-{name}.log')}")
+            shown = [f"CUDA_VISIBLE_DEVICES={gpu}", f"PATH={shlex.quote(env['PATH'])}",
+                     *(f"{k}={env[k]}" for k in ("WANDB_AGENT_DISABLE_FLAPPING", "WANDB_AGENT_MAX_INITIAL_FAILURES")
+                       if k in env)]
+            print(f"{' '.join(shown)} {shlex.join(cmd)}    # log {relpath(log_dir / f'agent-{name}.log')}")
     if args.dry_run:
         return 0
 

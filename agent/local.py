@@ -308,10 +308,10 @@ class Controller:
 
     def start(self, slot: int, run: Run) -> None:
         plan, gpu = self.plan, self.slots[slot]
-        from wandb.sdk.lib import config_util  # the agent's writer of the sweep param file
+        from analysis.wandb_compat import save_sweep_param_file
 
         param_path = plan.param_path(run)
-        config_util.save_config_file_from_dict(str(param_path), run_args(run.params))
+        save_sweep_param_file(str(param_path), run_args(run.params))
         if any(str(c) == "${args_json_file}" for c in plan.config.get("command") or []):
             from agent.sweep_config import sweep_args
 

@@ -292,9 +292,9 @@ def same_computation_key(params: dict[str, Any]) -> str:
 
 def sweep_args(params: dict[str, Any]) -> dict[str, Any]:
     """The SDK's argument formats (`args`, `args_json`, ...) for one run's parameters."""
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+    from analysis.wandb_compat import sweep_command_functions
 
-    return create_sweep_command_args({"args": run_args(params)})
+    return sweep_command_functions()[1]({"args": run_args(params)})
 
 
 def run_args(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -309,8 +309,9 @@ def build_command(
     interpreter: str = "python",
 ) -> list[str]:
     """The argv `wandb agent` would run for these parameters (Agent._command_run, verbatim)."""
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command
+    from analysis.wandb_compat import sweep_command_functions
 
+    create_sweep_command = sweep_command_functions()[0]
     command_template = config.get("command")
     if not (command_template and isinstance(command_template, list)):
         command_template = None

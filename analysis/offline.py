@@ -61,7 +61,9 @@ def iter_wandb_records(path: str | Path) -> Iterator[Any]:
     Reading stops quietly at a truncated or corrupt chunk (a run killed while
     writing), keeping everything before it.
     """
-    from wandb.proto import wandb_internal_pb2 as pb
+    from analysis.wandb_compat import record_protos
+
+    pb = record_protos()
 
     data = Path(path).read_bytes()
     if data[:4] != b":W&B":

@@ -78,6 +78,7 @@ from analysis import (
     TIDY_DTYPES,
 )
 from mae_gap import metrics as M
+from analysis.wandb_compat import GRAPHQL_RETRY_MAX, check_graphql_retry_setting, clear_runs_cache, listed_last_step
 from mae_gap.config import effective_alpha_mode
 
 # W&B run states -> the tidy table's four states.
@@ -133,7 +134,7 @@ class RunInfo:
     entity: str | None = None
     project: str | None = None
     created: str = ""
-    last_step: int = -1  # last history step W&B knows of (-1: none)
+    last_step: int = -1  # last history step W&B knows of (NO_HISTORY = -1: none, UNKNOWN_STEP = -2: not said)
     sources: list[str] = field(default_factory=list)  # offline folders it was read from
 
     @property
@@ -515,6 +516,13 @@ _TRANSIENT_RE = re.compile(
 )
 
 
+NO_HISTORY, UNKNOWN_STEP = -1, -2  # RunInfo.last_step: the run has no history row / W&B did not say
+
+
+class EmptyHistory(ConnectionError):
+    """A history came back empty although the listing names a last step: a failed request (retried)."""
+
+
 def classify_error(exc: BaseException) -> tuple[bool, str, int]:
     """(retryable, kind, failed HTTP attempts) of an error from the W&B client.
 
@@ -571,7 +579,7 @@ def _one_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- the W&B API
 
 
-_CORE_ENV = {"core_retry_max": ("WANDB__GRAPHQL_RETRY_MAX", "x_graphql_retry_max")}
+_CORE_ENV = {"core_retry_max": GRAPHQL_RETRY_MAX}
 
 
 def make_api(policy: RetryPolicy, stats: RetryStats):
@@ -585,6 +593,7 @@ def make_api(policy: RetryPolicy, stats: RetryStats):
     import wandb
 
     settings = wandb.setup().settings
+    check_graphql_retry_setting(settings)
     saved = {}
     for attr, (env, name) in _CORE_ENV.items():
         if os.environ.get(env):  # the user's explicit choice wins
@@ -605,10 +614,9 @@ def _run_info(run: Any, entity: str, project: str) -> RunInfo:
         summary = dict(getattr(run, "summary", {}) or {})
     summary = {k: v for k, v in dict(summary or {}).items() if not str(k).startswith("_") and _jsonable(v)}
     config = {k: v for k, v in dict(run.config or {}).items() if not str(k).startswith("_")}
-    try:
-        last_step = int(run.lastHistoryStep)
-    except Exception:  # noqa: BLE001 - no history keys
-        last_step = -1
+    # What the `runs` listing (lazy=False) returned: no request per run, nothing to fail here.
+    # A listing without historyKeys leaves it unknown (-2): the history is then always pulled.
+    last_step = listed_last_step(run)
     return RunInfo(
         run_id=str(run.id),
         run_name=str(getattr(run, "name", None) or run.id),
@@ -620,7 +628,7 @@ def _run_info(run: Any, entity: str, project: str) -> RunInfo:
         entity=entity,
         project=project,
         created=str(getattr(run, "created_at", "") or ""),
-        last_step=last_step,
+        last_step=UNKNOWN_STEP if last_step is None else last_step,
     )
 
 
@@ -757,7 +765,7 @@ def pull_sweep(
     path = f"{e}/{p}/{sid}"
 
     def list_runs():
-        getattr(api, "_runs", {}).clear()  # Api caches Runs objects; a retry must start afresh
+        clear_runs_cache(api)  # Api caches Runs objects; a retry must start afresh
         return list(api.runs(f"{e}/{p}", filters={"sweep": sid}, order="+created_at", per_page=500, lazy=False))
 
     say(f"listing the runs of sweep {path} ...")
@@ -787,12 +795,15 @@ def pull_sweep(
 
     def pull_one(rid: str) -> None:
         run, info = by_id[rid], infos[rid]
-        if info.last_step < 0:
-            rows: list[dict[str, Any]] = []
-        else:
-            rows = call_with_retries(
-                lambda: list(run.scan_history(page_size=1000)), f"history of {info.label}", policy, stats
-            )
+        def scan() -> list[dict[str, Any]]:
+            rows = list(run.scan_history(page_size=1000))
+            if not rows and info.last_step >= 0:  # the listing says rows exist: never cache this
+                raise EmptyHistory(f"the history of {info.label} came back empty; W&B lists step {info.last_step}")
+            return rows
+
+        rows: list[dict[str, Any]] = []
+        if info.last_step != NO_HISTORY:  # W&B says the run has rows, or did not say
+            rows = call_with_retries(scan, f"history of {info.label}", policy, stats)
         cache.write_history(rid, rows)
         with lock:
             histories[rid] = numeric_rows(rows)
@@ -833,10 +844,11 @@ def _cached_for_good(cache: Cache, pulled: Mapping[str, Any] | None, run: RunInf
     ended, in the state and with the last step W&B reports now."""
     return (
         pulled is not None
+        and run.last_step != UNKNOWN_STEP  # without W&B's last step nothing says the cache is current
         and cache.has_history(run.run_id)
         and pulled.get("state") in ENDED_STATES
         and pulled.get("state") == run.state
-        and int(pulled.get("last_step", -2)) == run.last_step
+        and int(pulled.get("last_step", UNKNOWN_STEP)) == run.last_step
     )
 
 

@@ -38,9 +38,10 @@ def leave_sweep_context() -> list[str]:
     removed."""
     removed = [k for k in SWEEP_ENV if os.environ.pop(k, None) is not None]
     import wandb
-    from wandb.sdk import wandb_setup
 
-    current = wandb_setup._singleton  # only look; do not start W&B just to check
+    from analysis.wandb_compat import setup_singleton
+
+    current = setup_singleton()  # only look; do not start W&B just to check
     if current is not None:
         s = current.settings
         if s.sweep_id or s.run_id or s.sweep_param_path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,7 +23,9 @@ FAKE_WANDB = textwrap.dedent('''\
     import json, os, signal, sys, time
     out = os.environ["FAKE_WANDB_OUT"]
     me = {{"argv": sys.argv[1:], "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(),
-          "pgid": os.getpgid(0), "t": time.time()}}
+          "pgid": os.getpgid(0), "t": time.time(), "path0": os.environ["PATH"].split(os.pathsep)[0],
+          "flapping": os.environ.get("WANDB_AGENT_DISABLE_FLAPPING"),
+          "initial": os.environ.get("WANDB_AGENT_MAX_INITIAL_FAILURES")}}
     got = []
     def handler(signum, frame):
         got.append(signal.Signals(signum).name)
@@ -77,8 +80,11 @@ def test_dry_run_one_agent_per_slot(fake_wandb, tmp_path):
     assert len(cmds) == 4
     assert [c.split()[0] for c in cmds] == ["CUDA_VISIBLE_DEVICES=0"] * 2 + ["CUDA_VISIBLE_DEVICES=1"] * 2
     for c in cmds:
-        assert c.split("#")[0].split()[1:] == [str(Path(env["PATH"].split(os.pathsep)[0]) / "wandb"),
-                                              "agent", "--count", "5", SWEEP]
+        cuda, path, *cmd = shlex.split(c.split("    # log ")[0])
+        # the launching interpreter's folder first: `${interpreter}` (python) is this Python, venv or not
+        assert path.startswith(f"PATH={os.path.dirname(sys.executable)}{os.pathsep}")
+        assert cmd == [str(Path(env["PATH"].split(os.pathsep)[0]) / "wandb"), "agent", "--count", "5",
+                       "--forward-signals", SWEEP]
     assert len({c.split("# log ")[1] for c in cmds}) == 4  # one log file per agent
     assert not list(out.iterdir()) and not (tmp_path / "logs").exists()  # nothing started
 
@@ -132,7 +138,8 @@ def test_real_launch_one_process_per_slot_logs_and_signal_forwarding(fake_wandb,
     # one process per slot, its own GPU, the wandb agent command line
     assert sorted(s["cuda"] for s in starts) == ["0", "0", "1", "1"]
     assert len({s["pid"] for s in starts}) == 4
-    assert all(s["argv"] == ["agent", "--count", "3", SWEEP] for s in starts)
+    assert all(s["argv"] == ["agent", "--count", "3", "--forward-signals", SWEEP] for s in starts)
+    assert all(s["path0"] == os.path.dirname(sys.executable) for s in starts)
     assert all(s["pgid"] == s["pid"] for s in starts)  # own process group: a Ctrl-C reaches it once, forwarded
     times = sorted(s["t"] for s in starts)
     assert times[-1] - times[0] >= 0.8  # staggered starts (3 gaps of 0.4 s, minus start-up jitter)
@@ -149,6 +156,23 @@ def test_real_launch_one_process_per_slot_logs_and_signal_forwarding(fake_wandb,
         text = (logs / f).read_text()
         assert "fake wandb agent started" in text and f"fake wandb agent got ['{sig.name}']" in text
     assert f"{sig.name} forwarded to 4 agent(s)" in stdout
+
+
+def test_failure_guards_and_signal_forwarding_options(fake_wandb, tmp_path):
+    env, out = fake_wandb
+    res = launch(SWEEP, "--gpus", "0", "--dry-run", "--disable-flapping", "--max-initial-failures", "20",
+                 "--max-consecutive-failed-runs", "4", "--no-forward-signals", env=env)
+    assert res.returncode == 0, res.stderr
+    (line,) = [ln for ln in res.stdout.splitlines() if ln.startswith("CUDA_VISIBLE_DEVICES=")]
+    tokens = shlex.split(line.split("    # log ")[0])
+    assert "WANDB_AGENT_DISABLE_FLAPPING=true" in tokens and "WANDB_AGENT_MAX_INITIAL_FAILURES=20" in tokens
+    assert tokens[-4:] == ["agent", "--max-consecutive-failed-runs", "4", SWEEP] and "--forward-signals" not in tokens
+    res = launch(SWEEP, "--gpus", "0", "--stagger", "0", "--disable-flapping", "--max-initial-failures", "20",
+                 "--log-dir", str(tmp_path / "logs"), env=dict(env, FAKE_WANDB_SECONDS="0.3"))
+    assert res.returncode == 0, res.stderr
+    (start,) = records(out, "start")
+    assert (start["flapping"], start["initial"]) == ("true", "20")
+    assert launch(SWEEP, "--gpus", "0", "--max-initial-failures", "0", env=env).returncode == 2
 
 
 def test_a_failed_agent_makes_the_launcher_fail(fake_wandb, tmp_path):

@@ -441,6 +441,41 @@ def test_429_and_500_are_retried_and_the_table_is_complete(fake, tmp_path):
     assert res.retries == 1 and res.failures == {"HTTP 429": 2}
 
 
+def test_failed_last_step_requests_never_drop_a_run_or_cache_an_empty_history(fake, tmp_path):
+    # The listing (lazy=False) carries each run's historyKeys, so no RunHistoryKeys request is made
+    # per run; the one scan_history makes is retried. Failing it (twice, wandb-core retrying once)
+    # must neither drop the run nor cache an empty history for it.
+    sid, served = populate(fake, n_runs=4, epochs=3)
+    fake.clear_requests()
+    fake.fail_next(500, times=4, op="RunHistoryKeys")
+    out = tmp_path / "out"
+    res = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out, policy=FAST)
+    pd.testing.assert_frame_equal(res.table, expected_table(served))
+    assert fake.pending_faults() == 0
+    fake.clear_requests()
+    again = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out, policy=FAST)
+    assert again.source == "cache" and fake.count() == 0
+    pd.testing.assert_frame_equal(again.table, expected_table(served))
+
+
+def test_an_empty_history_of_a_run_with_rows_is_retried_not_cached(fake, tmp_path, monkeypatch):
+    sid, served = populate(fake, n_runs=2, epochs=3)
+    real = fake._op_HistoryPage
+    calls = {"n": 0}
+
+    def flaky(q, v):  # the first page request of r001 answers "no rows"
+        calls["n"] += 1
+        if v.get("run") == "r001" and calls.setdefault("r001", 0) == 0:
+            calls["r001"] = 1
+            return {"project": {"run": {"history": []}}}
+        return real(q, v)
+
+    monkeypatch.setattr(fake, "_op_HistoryPage", flaky)
+    res = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", tmp_path / "out", policy=FAST)
+    pd.testing.assert_frame_equal(res.table, expected_table(served))
+    assert res.retries >= 1
+
+
 def test_interrupted_pull_resumes_only_the_missing_run(fake, tmp_path, monkeypatch):
     sid, served = populate(fake, n_runs=6, epochs=5)
     blocked = {"on": True}

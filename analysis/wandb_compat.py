@@ -1,0 +1,116 @@
+"""Every use of a private or internal part of the wandb SDK, in one place.
+
+The project's other modules use wandb's public API (`wandb.init`, `wandb.Api`, `wandb.Settings`'s
+documented fields, `wandb agent`); what they need beyond it is here, each behind a function that
+fails with one line naming the wandb version that has it. The floors are the first releases that
+have each part (checked against the released wheels; `pyproject.toml` states the overall floor):
+
+| part | first in |
+| --- | --- |
+| `wandb.sdk.wandb_setup._singleton` | 0.19.2 |
+| `Api._runs` (the Runs cache), `Api.runs(lazy=...)` | 0.22.1 |
+| `Settings.x_graphql_retry_max` (wandb-core's API retries) | 0.26.0 |
+| `Settings.stop_fn` (how a stop from the UI reaches the program) | 0.27.0 |
+| `Settings.x_transaction_log_flush_interval` (optional: older wandb keeps its own flushing) | 0.31.0 |
+| `wandb.sdk.launch.sweeps.utils.create_sweep_command(_args)`, `wandb.sdk.lib.config_util` | 0.12 |
+| `wandb.proto.wandb_internal_pb2` (the offline `.wandb` records) | 0.12 |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+MIN_WANDB = "0.27.0"
+
+
+class WandbTooOld(RuntimeError):
+    """The installed wandb lacks an internal part this project uses."""
+
+
+def _missing(what: str, first: str) -> WandbTooOld:
+    import wandb
+
+    return WandbTooOld(f"wandb {wandb.__version__} has no {what} (first in wandb {first}); "
+                       f"pip install 'wandb>={MIN_WANDB}'")
+
+
+def setup_singleton() -> Any | None:
+    """The process's W&B setup object if W&B has been set up, else None (without setting it up)."""
+    try:
+        from wandb.sdk import wandb_setup
+
+        return wandb_setup._singleton
+    except (ImportError, AttributeError):
+        raise _missing("wandb.sdk.wandb_setup._singleton", "0.19.2") from None
+
+
+def clear_runs_cache(api: Any) -> None:
+    """`wandb.Api` caches the Runs objects of a query; a retried query must start afresh."""
+    cache = getattr(api, "_runs", None)
+    if cache is None:
+        raise _missing("Api._runs", "0.22.1")
+    cache.clear()
+
+
+GRAPHQL_RETRY_MAX = ("WANDB__GRAPHQL_RETRY_MAX", "x_graphql_retry_max")  # (env variable, setting)
+
+
+def check_graphql_retry_setting(settings: Any) -> None:
+    if not hasattr(settings, GRAPHQL_RETRY_MAX[1]):
+        raise _missing(f"Settings.{GRAPHQL_RETRY_MAX[1]}", "0.26.0")
+
+
+def listed_last_step(run: Any) -> int | None:
+    """The last history step the `runs` listing (lazy=False) already returned for `run`, None when
+    the listing did not carry it. (`Run.lastHistoryStep` would send one more request per run.)"""
+    attrs = getattr(run, "_attrs", None)
+    if not isinstance(attrs, dict) or "historyKeys" not in attrs:
+        return None
+    keys = attrs.get("historyKeys") or {}
+    step = keys.get("lastStep") if isinstance(keys, dict) else None
+    return int(step) if isinstance(step, (int, float)) else -1
+
+
+def run_settings(stop_fn: Callable[[], None] | None = None, flush_interval_s: float | None = None):
+    """`wandb.Settings` for a training run: `stop_fn` is called (in a thread) when the run is stopped
+    from the UI; `flush_interval_s` bounds how much logged data a killed wandb-core can lose."""
+    import wandb
+
+    fields = getattr(wandb.Settings, "model_fields", {})
+    values: dict[str, Any] = {}
+    if stop_fn is not None:
+        if "stop_fn" not in fields:
+            raise _missing("Settings.stop_fn", "0.27.0")
+        values["stop_fn"] = stop_fn
+    if flush_interval_s is not None and "x_transaction_log_flush_interval" in fields:
+        values["x_transaction_log_flush_interval"] = flush_interval_s
+    return wandb.Settings(**values)
+
+
+def sweep_command_functions():
+    """(create_sweep_command, create_sweep_command_args): the functions `wandb agent` builds a run's
+    command with (wandb/wandb_agent.py, Agent._command_run)."""
+    try:
+        from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+    except ImportError:
+        raise _missing("wandb.sdk.launch.sweeps.utils.create_sweep_command", "0.12") from None
+    return create_sweep_command, create_sweep_command_args
+
+
+def save_sweep_param_file(path: str, params: dict[str, Any]) -> None:
+    """Writes WANDB_SWEEP_PARAM_PATH as `wandb agent` does (wandb_agent.py: config_util)."""
+    try:
+        from wandb.sdk.lib import config_util
+    except ImportError:
+        raise _missing("wandb.sdk.lib.config_util", "0.12") from None
+    config_util.save_config_file_from_dict(path, params)
+
+
+def record_protos():
+    """The protobuf module of the records in a `.wandb` transaction log."""
+    try:
+        from wandb.proto import wandb_internal_pb2
+    except ImportError:
+        raise _missing("wandb.proto.wandb_internal_pb2", "0.12") from None
+    return wandb_internal_pb2
