@@ -4,18 +4,27 @@
     wandb agent ENTITY/PROJECT/SWEEP_ID                      # the sweep's `command:` runs this
     python -m agent.local sweeps/smoke.yaml                  # the embedded controller runs this
 
-Exit codes: 0 finished; 1 the run failed (non-finite loss, bad data, exception) with the reason
-in the run summary; 2 bad command line (nothing started); 143 / 130 preempted by SIGTERM / SIGINT:
-the run is marked preempting and the next start with the same run id resumes from the last epoch
-checkpoint (`wandb agent` re-issues it; by hand: `python -m agent.train --resume RUN_ID ...`).
+Exit codes: 0 finished, or stopped from the W&B UI (the summary says so; W&B does not requeue an
+exit 0); 1 the run failed (non-finite loss, bad data, exception) with the reason in the run summary;
+2 bad command line (nothing started); 143 / 130 preempted by SIGTERM / SIGINT: the next start with
+the same run id resumes from the last epoch checkpoint (`wandb agent` re-issues it; by hand:
+`python -m agent.train --resume RUN_ID ...`).
+
+Under a sweep the run is marked preempting as soon as it starts (W&B's contract: a preempting run
+that exits non-zero or goes silent is requeued; docs.wandb.ai/models/sweeps/signal-handling-sweep-runs),
+so a run killed together with its wandb-core (SLURM signals every process of a job) or lost with
+its node still comes back. A deterministic failure is marked in the summary; the attempt W&B
+re-issues for it ends at once without training. Only DDP rank 0 starts a W&B run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +35,8 @@ from mae_gap import metrics as M
 from mae_gap.config import ConfigError, TrainConfig, parse_args
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
+FLUSH_INTERVAL_S = 1.0  # wandb-core's run-file flush interval (its default: 15 s)
+RUN_ID_ENV = "MAE_GAP_RUN_ID"  # rank 0's W&B run id, for the DDP ranks it launches
 
 
 @dataclass
@@ -56,8 +67,23 @@ def run_config(cfg: TrainConfig, fingerprint: str = "") -> dict[str, Any]:
     return {**cfg.to_dict(), **extra}
 
 
-def start_run(cfg: TrainConfig, opts: RunOptions):
+class StopRequest:
+    """`wandb.Settings.stop_fn`: W&B calls it (in a thread) when the run is stopped from the UI. It
+    notes the request, then interrupts the main thread as W&B's default would (SIGINT), so that the
+    interrupt can be told apart from a preemption (wandb/sdk/wandb_run.py:187-191)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> None:
+        self.requested = True
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
+def start_run(cfg: TrainConfig, opts: RunOptions, stop: StopRequest | None = None):
     import wandb
+
+    from analysis.wandb_compat import run_settings
 
     run = wandb.init(
         # Under a sweep W&B takes the sweep's project and ignores (with a warning) any other.
@@ -68,6 +94,9 @@ def start_run(cfg: TrainConfig, opts: RunOptions):
         config=run_config(cfg),
         resume="allow",  # the same run id continues after preemption (SPEC §7)
         job_type="train",
+        # A wandb-core killed with the job (SLURM signals every process) loses what it has not
+        # flushed to the run file: flush every second, not every 15 s.
+        settings=run_settings(stop_fn=stop, flush_interval_s=FLUSH_INTERVAL_S),
     )
     return run
 
@@ -86,13 +115,49 @@ def checkpoint_path(cfg: TrainConfig, run_id: str) -> Path:
 
 
 def fail(run, reason: str, epoch: int | None = None, step: int | None = None, term: str | None = None) -> int:
-    """Mark the run failed with the reason (and, for divergence, where) in its summary."""
-    summary = {M.FAILURE_REASON: reason}
+    """Mark the run failed with the reason (and, for divergence, where) in its summary.
+
+    Every failure that is not a signal is deterministic (bad data, non-finite loss, a bug): the
+    summary says so, so that an attempt W&B re-issues (the run was marked preempting at its start,
+    and a preempting run that exits non-zero is requeued) ends at once instead of training again.
+    """
+    summary = {M.FAILURE_REASON: reason, M.FAILURE_DETERMINISTIC: True}
     if epoch is not None:
         summary.update({M.FAILURE_EPOCH: epoch, M.FAILURE_STEP: step, M.FAILURE_TERM: term})
     run.summary.update(summary)
     run.finish(exit_code=EXIT_FAILED)
     return EXIT_FAILED
+
+
+def exit_without_wandb(code: int, why: str) -> int:
+    """wandb-core is gone (killed together with this process): say so in one line and leave at once;
+    W&B's own exit hooks would only print tracebacks about the lost connection."""
+    print(f"agent.train: {why}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def previous_attempt_failed(run) -> str | None:
+    """The reason, if an earlier attempt of this (resumed) run failed deterministically."""
+    if not getattr(run, "resumed", False):
+        return None
+    summary = dict(run.summary or {})
+    return str(summary.get(M.FAILURE_REASON)) if summary.get(M.FAILURE_DETERMINISTIC) else None
+
+
+def rank() -> int:
+    """This process's rank: Lightning's DDP launcher re-runs this program for ranks > 0 (LOCAL_RANK)."""
+    return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def train_other_rank(cfg: TrainConfig) -> int:
+    """A DDP rank > 0: the same training, no W&B run (rank 0 owns it; SPEC §6), the same checkpoint."""
+    from mae_gap.module import EpochCheckpoint, fit
+
+    ckpt = checkpoint_path(cfg, os.environ[RUN_ID_ENV])
+    fit(cfg, callbacks=[EpochCheckpoint(ckpt)], ckpt_path=str(ckpt) if ckpt.exists() else None)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,15 +166,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"agent.train: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if rank() > 0:
+        return train_other_rank(cfg)
 
-    # Heavy imports only after the command line is known to be good.
+    # The W&B run starts before the heavy imports: the sweep sees this grid point taken as early as
+    # possible (two agents asking at once can otherwise be handed the same point).
+    stop = StopRequest()
+    run = start_run(cfg, opts, stop)
+    earlier = previous_attempt_failed(run)
+    if earlier:  # re-issued after a deterministic failure: fail again at once, unmarked, for good
+        print(f"agent.train: an earlier attempt of run {run.id} failed ({earlier}); not training again",
+              file=sys.stderr)
+        run.finish(exit_code=EXIT_FAILED)
+        return EXIT_FAILED
+    if os.environ.get("WANDB_SWEEP_ID"):
+        # From its start: a run that dies silently (node lost, wandb-core killed) is requeued by W&B.
+        run.mark_preempting()
+    os.environ[RUN_ID_ENV] = run.id  # DDP ranks > 0 find the checkpoint through it
+
     from pytorch_lightning.loggers import WandbLogger
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     from mae_gap.data import DataError, check_source, load_data
     from mae_gap.module import EpochCheckpoint, NonFiniteLoss, fit, steps_per_epoch
 
-    run = start_run(cfg, opts)
     ckpt = checkpoint_path(cfg, run.id)
     resume_from = str(ckpt) if ckpt.exists() else None
     try:
@@ -125,13 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if resume_from:
             print(f"agent.train: resuming run {run.id} from {resume_from}", file=sys.stderr)
         result = fit(cfg, logger=logger, data=data, callbacks=[EpochCheckpoint(ckpt)], ckpt_path=resume_from)
-    except (KeyboardInterrupt, SystemExit) as stop:  # Lightning turns SIGTERM/SIGINT into SystemExit
-        code = EXIT_SIGTERM if isinstance(stop, SIGTERMException) else EXIT_SIGINT
-        print(f"agent.train: preempted; resume with the same run id ({run.id}) from {ckpt}", file=sys.stderr)
-        run.summary.update({M.FAILURE_REASON: f"preempted (signal, exit {code}); resumable from the last epoch"})
-        run.mark_preempting()
-        run.finish(exit_code=code)
-        return code
+    except (KeyboardInterrupt, SystemExit) as stop_exc:  # Lightning turns SIGTERM/SIGINT into SystemExit
+        return interrupted(run, stop, ckpt, isinstance(stop_exc, SIGTERMException))
     except DataError as err:
         print(f"agent.train: {err}", file=sys.stderr)
         return fail(run, str(err))
@@ -143,13 +218,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(run, f"{type(err).__name__}: {err}")
     if result.history:
         run.summary.update(result.history[-1])
-    if resume_from:
-        run.summary[M.FAILURE_REASON] = None  # the preemption note of the earlier attempt no longer holds
+    if run.resumed or resume_from:
+        run.summary[M.FAILURE_REASON] = None  # the preemption note of an earlier attempt no longer holds
     run.finish()
     ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     with contextlib.suppress(OSError):
         ckpt.parent.rmdir()
     return 0
+
+
+def interrupted(run, stop: StopRequest, ckpt: Path, sigterm: bool) -> int:
+    """A stop from the W&B UI ends the run as stopped (exit 0: not requeued, not an agent failure);
+    any other SIGTERM/SIGINT is a preemption: resumable from the last epoch checkpoint."""
+    if stop.requested:
+        print(f"agent.train: stopped from the W&B UI; run {run.id} ends here", file=sys.stderr)
+        try:
+            run.summary.update({M.FAILURE_REASON: "stopped from the W&B UI"})
+            run.finish(exit_code=0)
+        except Exception:  # noqa: BLE001 - wandb-core gone
+            return exit_without_wandb(0, "wandb-core is gone; the stop stands")
+        return 0
+    code = EXIT_SIGTERM if sigterm else EXIT_SIGINT
+    print(f"agent.train: preempted; resume with the same run id ({run.id}) from {ckpt}", file=sys.stderr)
+    try:
+        run.summary.update({M.FAILURE_REASON: f"preempted (signal, exit {code}); resumable from the last epoch"})
+        run.mark_preempting()
+        run.finish(exit_code=code)
+    except Exception:  # noqa: BLE001 - wandb-core was killed with us (SLURM signals every process)
+        return exit_without_wandb(code, f"wandb-core is gone (signalled with this job); the epochs it flushed are in "
+                                        f"the run file, and the run resumes from {ckpt}")
+    return code
 
 
 if __name__ == "__main__":

@@ -36,3 +36,4 @@ FAILURE_REASON = "failure/reason"
 FAILURE_EPOCH = "failure/epoch"
 FAILURE_STEP = "failure/step"
 FAILURE_TERM = "failure/term"
+FAILURE_DETERMINISTIC = "failure/deterministic"  # True: not a signal; a re-issued attempt must not train again

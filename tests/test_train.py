@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -117,3 +118,45 @@ def test_sigterm_then_resume_gives_each_epoch_once_and_the_uninterrupted_result(
     (ref,) = offline_runs(wandb_env["WANDB_DIR"], "ref456")
     for key in (M.VAL_MSE, M.VAL_PROBE_ACC):
         assert second["history"][-1][key] == pytest.approx(ref["history"][-1][key], abs=1e-4)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc to find wandb-core")
+def test_sigterm_to_the_run_and_its_wandb_core_loses_no_logged_epoch(wandb_env):
+    # SLURM signals every process of the job, wandb-core included, which stops at once. The run
+    # must exit 143 without a traceback, keep the epochs wandb-core had flushed (it flushes every
+    # FLUSH_INTERVAL_S), and resume from its checkpoint to one complete history.
+    from agent.train import FLUSH_INTERVAL_S
+
+    args = [*TINY, "--epochs=4", "--train_limit=1024", "--val_limit=128", "--batch_size=32", "--knn_every=0"]
+    ckpt = Path(wandb_env["WANDB_DIR"], "checkpoints", "both123", "last.ckpt")
+    proc = subprocess.Popen([sys.executable, "-m", "agent.train", *args, "--resume=both123"], env=wandb_env,
+                            cwd=wandb_env["WANDB_DIR"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while _checkpoint_epoch(ckpt) != 1:  # two epochs done
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended before its second checkpoint"
+        time.sleep(0.05)
+    time.sleep(FLUSH_INTERVAL_S + 1.0)  # wandb-core's next flush of the run file
+    core = [c for c in _children(proc.pid) if "wandb-core" in Path(f"/proc/{c}/cmdline").read_text()]
+    assert core, "wandb-core not found among the run's children"
+    for pid in [proc.pid, *core]:
+        os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    (killed,) = offline_runs(wandb_env["WANDB_DIR"], "both123")
+    logged = [row[M.EPOCH] for row in killed["history"]]
+    assert logged[:2] == [1, 2], logged
+
+    resumed = train(wandb_env, *args, "--resume=both123")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    from analysis.offline import load_offline_runs
+
+    table = load_offline_runs(wandb_env["WANDB_DIR"]).table
+    assert table[table["run_id"] == "both123"][M.EPOCH].tolist() == [1, 2, 3, 4]
