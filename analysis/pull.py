@@ -14,8 +14,8 @@ How the pull talks to W&B (wandb 0.31, all GraphQL through the wandb-core sideca
   where an optional key is missing (`val/knn_acc` off epochs). A key-less scan returns every
   row with every key it has; rows are matched on `epoch`, a missing key becomes NaN, and rows
   without an `epoch` (e.g. a logger's own step rows) are ignored and counted;
-* runs are pulled in parallel threads (`ThreadPoolExecutor`), each run's history written to
-  the cache as soon as it is complete.
+* runs are pulled in parallel threads (`ThreadPoolExecutor`, 8 by default), each run's history
+  written to the cache as soon as it is complete.
 
 Retries. wandb-core retries failed HTTP requests itself (429, 5xx; it honours Retry-After), by
 default for minutes and invisibly to Python. The pull gives the `wandb.Api()` it creates the
@@ -25,8 +25,8 @@ retries a failed request once (after Retry-After, else after about 2 s; its
 `x_graphql_retry_wait_*` settings did not change that wait for API requests in 0.31) and hands
 the error on ("giving up after 2 attempt(s) ... HTTP 429"). This module retries the whole
 operation (the login check, the runs query, one run's history scan) with bounded exponential
-backoff with jitter (`RetryPolicy`: 6 tries, 1 s doubling up to 30 s) on HTTP 429, 5xx,
-timeouts and connection errors, and counts each retry (`PullResult.retries`) and each failed
+backoff with jitter (`RetryPolicy`: 6 tries, 1 s doubling up to 30 s; an HTTP 429 for up to
+10 minutes of waiting, all threads pausing together) on HTTP 429, 5xx, timeouts and connection errors, and counts each retry (`PullResult.retries`) and each failed
 HTTP attempt reported to it (`PullResult.failures`); a request that wandb-core's one retry
 rescued never reaches Python and is not counted. Other errors (401, 404, GraphQL errors) are
 not retried. A `WANDB__GRAPHQL_RETRY_MAX` set by the user wins; `RetryPolicy.timeout_s` is
@@ -477,17 +477,27 @@ class RetryPolicy:
     A failed operation (runs query, one run's history scan, the login check) is tried
     `attempts` times in all; before retry k (1-based) it waits
     min(cap_s, base_s * 2**(k-1)) times a random factor in [0.5, 1] (jitter).
+
+    HTTP 429 is different: the service says "later", so the operation is retried for as long as
+    `rate_limit_patience_s` of waiting allows (a reset of a few minutes still finishes), with the
+    same backoff capped at `rate_cap_s`, and every thread of the pull pauses with it (`RetryStats`
+    holds the shared pause): a rate limit slows the whole pull, not one thread. wandb-core (0.31)
+    passes neither `RateLimit-Reset` nor `Retry-After` on to Python, so the wait cannot be read
+    from the answer; wandb-core's own one retry honours Retry-After but not RateLimit-Reset
+    (measured against tests/fake_wandb.py).
     """
 
     attempts: int = 6
     base_s: float = 1.0
     cap_s: float = 30.0
+    rate_limit_patience_s: float = 600.0
+    rate_cap_s: float = 60.0
     timeout_s: float = 60.0  # Python's wait for one GraphQL answer from wandb-core
     core_retry_max: int = 1  # wandb-core's own retries per HTTP request (1 = the fewest it allows)
 
-    def delay(self, retry: int, rng: random.Random | None = None) -> float:
+    def delay(self, retry: int, rng: random.Random | None = None, cap: float | None = None) -> float:
         r = (rng or random).uniform(0.5, 1.0)
-        return min(self.cap_s, self.base_s * 2 ** (retry - 1)) * r
+        return min(self.cap_s if cap is None else cap, self.base_s * 2 ** (retry - 1)) * r
 
 
 class RetryStats:
@@ -498,6 +508,16 @@ class RetryStats:
         self.retries = 0
         self.failures: dict[str, int] = {}
         self.log: list[str] = []
+        self.paused_until = 0.0  # monotonic time before which no thread sends (a rate limit)
+
+    def pause_all(self, seconds: float) -> None:
+        with self._lock:
+            self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+    def wait_for_pause(self, sleep: Callable[[float], None]) -> None:
+        left = self.paused_until - time.monotonic()
+        if left > 0:
+            sleep(left)
 
     def failed(self, kind: str, attempts: int, what: str, retried: bool) -> None:
         with self._lock:
@@ -549,22 +569,36 @@ def call_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
 ) -> Any:
-    """fn(), retried on transient errors per `policy`; counts into `stats`; re-raises the last
-    error (or the first non-transient one)."""
-    for attempt in range(1, max(policy.attempts, 1) + 1):
+    """fn(), retried on transient errors per `policy` (HTTP 429: for `rate_limit_patience_s`, all
+    threads pausing together); counts into `stats`; re-raises the last error (or the first
+    non-transient one)."""
+    attempt = limited = 0
+    waited_for_limits = 0.0
+    while True:
+        attempt += 1
+        stats.wait_for_pause(sleep)
         try:
             return fn()
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - classified below
             retryable, kind, n = classify_error(exc)
-            again = retryable and attempt < policy.attempts
+            if kind == "HTTP 429":
+                limited += 1
+                delay = policy.delay(limited, rng, cap=policy.rate_cap_s)
+                again = waited_for_limits + delay <= policy.rate_limit_patience_s
+            else:
+                delay = policy.delay(attempt - limited, rng)
+                again = retryable and attempt - limited < policy.attempts
             if retryable or kind.startswith("HTTP"):
                 stats.failed(kind, n, what, again)
             if not again:
                 raise
-            sleep(policy.delay(attempt, rng))
-    raise AssertionError("unreachable")
+            if kind == "HTTP 429":
+                waited_for_limits += delay
+                stats.pause_all(delay)
+                continue
+            sleep(delay)
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:
@@ -712,7 +746,7 @@ def pull_sweep(
     entity: str | None = None,
     project: str | None = None,
     refresh: bool = False,
-    workers: int = 16,
+    workers: int = 8,
     policy: RetryPolicy | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PullResult:

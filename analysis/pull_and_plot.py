@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-unfinished", action="store_true", help="keep crashed, failed and running runs")
     p.add_argument("--entity", metavar="E", help="W&B entity of a bare SWEEP_ID (default: $WANDB_ENTITY or yours)")
     p.add_argument("--project", metavar="P", help="W&B project of a bare SWEEP_ID (default: $WANDB_PROJECT)")
-    p.add_argument("--workers", type=int, default=16, metavar="N", help="parallel history pulls (default: 16)")
+    p.add_argument("--workers", type=int, default=8, metavar="N", help="parallel history pulls (default: 8; a rate limit pauses them all)")
     return p
 
 

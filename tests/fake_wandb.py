@@ -415,6 +415,23 @@ class FakeWandb:
                 _Fault(status, int(times), dict(headers or {}), op, body)
             )
 
+    def rate_limit(self, seconds: float, op: str | None = None) -> None:
+        """Answer every GraphQL request (named ``op``, if given) with HTTP 429 for the next ``seconds``,
+        with the headers the real service sends when a quota is used up: ``RateLimit-Remaining: 0``
+        and ``RateLimit-Reset: <seconds until the window ends>`` (docs.wandb.ai/support/models/
+        articles/rate-limit-exceeded-on-metric-logging: "If RateLimit-Remaining is 0, wait for the
+        number of seconds in RateLimit-Reset before retrying")."""
+        with self._lock:
+            self._rate_limit = (time.monotonic() + float(seconds), op)
+
+    def _rate_limited(self, op: str) -> dict[str, str] | None:
+        with self._lock:
+            until, only = getattr(self, "_rate_limit", (0.0, None))
+        left = until - time.monotonic()
+        if left <= 0 or (only is not None and only != op):
+            return None
+        return {"RateLimit-Limit": "1000", "RateLimit-Remaining": "0", "RateLimit-Reset": str(max(1, round(left)))}
+
     def pending_faults(self) -> int:
         with self._lock:
             return sum(f.times for f in self._faults)
@@ -1104,6 +1121,11 @@ class _Handler(BaseHTTPRequestHandler):
             if not op:
                 m = _OP_RE.search(query)
                 op = m.group(2) if m else "<anonymous>"
+            limited = fake._rate_limited(op)
+            if limited is not None:
+                self._record(op, variables, 429, query)
+                self._send(429, b'{"errors": [{"message": "rate limit exceeded"}]}', limited)
+                return
             fault = fake._take_fault(op)
             if fault is not None:
                 self._record(op, variables, fault.status, query)

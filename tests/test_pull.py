@@ -418,13 +418,54 @@ def test_retry_classification_and_backoff():
             raise err("giving up after 2 attempt(s): HTTP 429: x")
         return "ok"
 
-    policy = RetryPolicy(attempts=4, base_s=1.0, cap_s=1.5)
+    policy = RetryPolicy(attempts=4, base_s=1.0, cap_s=1.5, rate_cap_s=1.5)
     assert call_with_retries(flaky, "op", policy, stats, sleep=sleeps.append) == "ok"
     assert stats.retries == 2 and stats.failures == {"HTTP 429": 4}
-    assert 0.5 <= sleeps[0] <= 1.0 and 0.75 <= sleeps[1] <= 1.5  # doubling, capped, jittered
+    assert 0.49 <= sleeps[0] <= 1.0 and 0.74 <= sleeps[1] <= 1.5  # doubling, capped, jittered
     with pytest.raises(RuntimeError):
         call_with_retries(lambda: (_ for _ in ()).throw(err("HTTP 401: no")), "op", policy, stats, sleep=sleeps.append)
     assert stats.retries == 2  # not retried
+
+
+def test_rate_limits_are_waited_out_for_their_patience_not_a_fixed_count():
+    stats, calls, sleeps = RetryStats(), [], []
+
+    def limited(n):
+        def fn():
+            calls.append(1)
+            if len(calls) <= n:
+                raise RuntimeError("giving up after 2 attempt(s): HTTP 429: rate limit exceeded")
+            return "ok"
+        return fn
+
+    # 10 rate-limited answers, more than `attempts`, within the patience: it finishes
+    policy = RetryPolicy(attempts=3, base_s=0.01, rate_cap_s=0.01, rate_limit_patience_s=5.0)
+    assert call_with_retries(limited(10), "op", policy, stats, sleep=sleeps.append) == "ok"
+    assert stats.retries == 10 and len(calls) == 11
+    # beyond the patience it gives up, with the 429
+    calls.clear()
+    with pytest.raises(RuntimeError, match="429"):
+        call_with_retries(limited(1000), "op", RetryPolicy(base_s=0.01, rate_cap_s=0.01, rate_limit_patience_s=0.05),
+                          RetryStats(), sleep=lambda s: None)
+    assert len(calls) < 1000
+
+
+def test_a_rate_limit_window_with_ratelimit_reset_still_finishes(fake, tmp_path):
+    # The service answers 429 (RateLimit-Remaining: 0, RateLimit-Reset: s) to every request for 3 s:
+    # more than wandb-core's one retry and more than the retry count of other errors.
+    sid, served = populate(fake, n_runs=6, epochs=3)
+    fake.clear_requests()
+    fake.rate_limit(3.0)
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    res = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out,
+                     policy=RetryPolicy(attempts=2, base_s=0.5, rate_cap_s=1.0, rate_limit_patience_s=30.0))
+    assert time.monotonic() - t0 >= 2.5
+    pd.testing.assert_frame_equal(res.table, expected_table(served))
+    limited = [q for q in fake.request_log if q.status == 429]
+    assert limited and res.failures.get("HTTP 429", 0) >= 1
+    fake.clear_requests()
+    assert pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out).source == "cache" and fake.count() == 0
 
 
 def test_429_and_500_are_retried_and_the_table_is_complete(fake, tmp_path):
