@@ -10,11 +10,13 @@ exit 0); 1 the run failed (non-finite loss, bad data, exception) with the reason
 the same run id resumes from the last epoch checkpoint (`wandb agent` re-issues it; by hand:
 `python -m agent.train --resume RUN_ID ...`).
 
-Under a sweep the run is marked preempting as soon as it starts (W&B's contract: a preempting run
-that exits non-zero or goes silent is requeued; docs.wandb.ai/models/sweeps/signal-handling-sweep-runs),
-so a run killed together with its wandb-core (SLURM signals every process of a job) or lost with
-its node still comes back. A deterministic failure is marked in the summary; the attempt W&B
-re-issues for it ends at once without training. Only DDP rank 0 starts a W&B run.
+Under a sweep the run is marked preempting as soon as training starts (W&B's contract: a
+preempting run that exits non-zero or goes silent is requeued; docs.wandb.ai/models/sweeps/
+signal-handling-sweep-runs), so a run killed together with its wandb-core (SLURM signals every
+process of a job) or lost with its node still comes back. Bad data fails before that mark: never
+requeued. A failure after it (non-finite loss, an exception) is recorded beside the checkpoint and
+in the summary; W&B re-issues the run once (it exited non-zero while preempting) and that attempt
+ends at once, unmarked, as failed. Only DDP rank 0 starts a W&B run.
 """
 
 from __future__ import annotations
@@ -114,16 +116,20 @@ def checkpoint_path(cfg: TrainConfig, run_id: str) -> Path:
     return root / run_id / "last.ckpt"
 
 
-def fail(run, reason: str, epoch: int | None = None, step: int | None = None, term: str | None = None) -> int:
+def fail(run, reason: str, epoch: int | None = None, step: int | None = None, term: str | None = None,
+         marker: Path | None = None) -> int:
     """Mark the run failed with the reason (and, for divergence, where) in its summary.
 
     Every failure that is not a signal is deterministic (bad data, non-finite loss, a bug): the
-    summary says so, so that an attempt W&B re-issues (the run was marked preempting at its start,
-    and a preempting run that exits non-zero is requeued) ends at once instead of training again.
+    summary and a marker file beside the checkpoint say so, so that an attempt W&B re-issues (a run
+    marked preempting that exits non-zero is requeued) ends at once instead of training again.
     """
     summary = {M.FAILURE_REASON: reason, M.FAILURE_DETERMINISTIC: True}
     if epoch is not None:
         summary.update({M.FAILURE_EPOCH: epoch, M.FAILURE_STEP: step, M.FAILURE_TERM: term})
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(reason + "\n")
     run.summary.update(summary)
     run.finish(exit_code=EXIT_FAILED)
     return EXIT_FAILED
@@ -138,12 +144,55 @@ def exit_without_wandb(code: int, why: str) -> int:
     os._exit(code)
 
 
-def previous_attempt_failed(run) -> str | None:
-    """The reason, if an earlier attempt of this (resumed) run failed deterministically."""
-    if not getattr(run, "resumed", False):
-        return None
-    summary = dict(run.summary or {})
+def failure_marker(cfg: TrainConfig, run_id: str) -> Path:
+    """Where a deterministic failure of run `run_id` is recorded (beside its checkpoint, so that the
+    attempt W&B re-issues finds it on any node that shares the checkpoint folder, offline too)."""
+    return checkpoint_path(cfg, run_id).with_name("failed.txt")
+
+
+def previous_attempt_failed(run, marker: Path) -> str | None:
+    """The reason, if an earlier attempt of this run failed deterministically."""
+    if marker.exists():
+        return marker.read_text().strip() or "failed"
+    summary = dict(run.summary or {}) if getattr(run, "resumed", False) else {}
     return str(summary.get(M.FAILURE_REASON)) if summary.get(M.FAILURE_DETERMINISTIC) else None
+
+
+def checkpoint_rows(ckpt: Path) -> list[dict[str, float]]:
+    """The epoch rows logged up to the checkpoint (mae_gap.module saves them in it)."""
+    import torch
+
+    from mae_gap.module import HISTORY_KEY
+
+    return list(torch.load(ckpt, map_location="cpu", weights_only=False).get(HISTORY_KEY, []))
+
+
+def epochs_in_wandb(run) -> set[int]:
+    """The epochs an earlier attempt of `run` got into W&B: online the summary's last epoch (rows
+    arrive in order); offline the earlier attempts' run files under WANDB_DIR."""
+    if getattr(run.settings, "mode", "") not in ("offline", "dryrun"):
+        last = (dict(run.summary or {}) if run.resumed else {}).get(M.EPOCH)
+        return set(range(1, int(last) + 1)) if isinstance(last, (int, float)) else set()
+    from analysis.offline import read_offline_history
+
+    root = Path(run.settings.wandb_dir)
+    epochs: set[int] = set()
+    for folder in root.glob(f"offline-run-*-{run.id}"):
+        if Path(folder).resolve() == Path(run.dir).parent.resolve():
+            continue  # this attempt's own folder
+        with contextlib.suppress(OSError, ValueError):
+            epochs.update(int(r[M.EPOCH]) for r in read_offline_history(folder) if M.EPOCH in r)
+    return epochs
+
+
+def relog_lost_epochs(run, logger, ckpt: Path) -> list[int]:
+    """Logs again the epoch rows the checkpoint has but W&B lost (a run killed together with its
+    wandb-core loses what was logged after wandb-core's last flush; its checkpoint may be newer)."""
+    have = epochs_in_wandb(run)
+    lost = [row for row in checkpoint_rows(ckpt) if int(row[M.EPOCH]) not in have]
+    for row in lost:
+        logger.log_metrics(row)
+    return [int(r[M.EPOCH]) for r in lost]
 
 
 def rank() -> int:
@@ -173,15 +222,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # possible (two agents asking at once can otherwise be handed the same point).
     stop = StopRequest()
     run = start_run(cfg, opts, stop)
-    earlier = previous_attempt_failed(run)
+    marker = failure_marker(cfg, run.id)
+    earlier = previous_attempt_failed(run, marker)
     if earlier:  # re-issued after a deterministic failure: fail again at once, unmarked, for good
         print(f"agent.train: an earlier attempt of run {run.id} failed ({earlier}); not training again",
               file=sys.stderr)
         run.finish(exit_code=EXIT_FAILED)
         return EXIT_FAILED
-    if os.environ.get("WANDB_SWEEP_ID"):
-        # From its start: a run that dies silently (node lost, wandb-core killed) is requeued by W&B.
-        run.mark_preempting()
     os.environ[RUN_ID_ENV] = run.id  # DDP ranks > 0 find the checkpoint through it
 
     from pytorch_lightning.loggers import WandbLogger
@@ -202,20 +249,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger = WandbLogger(experiment=run)
         logger.experiment  # WandbLogger defines its own step metric on first access; ours overrides it
         define_epoch_axis(run)
+        if os.environ.get("WANDB_SWEEP_ID"):
+            # From here on a run that dies silently (node lost, wandb-core killed with the job) is
+            # requeued by W&B. Not earlier: bad data fails the run for good, never requeued.
+            run.mark_preempting()
         if resume_from:
             print(f"agent.train: resuming run {run.id} from {resume_from}", file=sys.stderr)
+            relogged = relog_lost_epochs(run, logger, ckpt)
+            if relogged:
+                print(f"agent.train: logged again epoch(s) {relogged}: the killed attempt's W&B record lacked them",
+                      file=sys.stderr)
         result = fit(cfg, logger=logger, data=data, callbacks=[EpochCheckpoint(ckpt)], ckpt_path=resume_from)
     except (KeyboardInterrupt, SystemExit) as stop_exc:  # Lightning turns SIGTERM/SIGINT into SystemExit
         return interrupted(run, stop, ckpt, isinstance(stop_exc, SIGTERMException))
     except DataError as err:
         print(f"agent.train: {err}", file=sys.stderr)
-        return fail(run, str(err))
+        return fail(run, str(err), marker=marker)
     except NonFiniteLoss as err:
         print(f"agent.train: run failed: {err}", file=sys.stderr)
-        return fail(run, str(err), err.epoch, err.step, err.term)
+        return fail(run, str(err), err.epoch, err.step, err.term, marker=marker)
     except Exception as err:  # noqa: BLE001 - any other error fails the run, with its reason
         traceback.print_exc()
-        return fail(run, f"{type(err).__name__}: {err}")
+        return fail(run, f"{type(err).__name__}: {err}", marker=marker)
     if result.history:
         run.summary.update(result.history[-1])
     if run.resumed or resume_from:

@@ -33,6 +33,7 @@ from .model import MaskedAutoencoder, param_groups, val_mask_noise
 from .readout import readout
 
 LOSS_TERMS = ("rec", "head_ce", "probe_ce", "loss")  # order of the finite-check flags
+HISTORY_KEY = "mae_gap_history"  # the epoch rows logged so far, in every epoch checkpoint
 
 
 class NonFiniteLoss(RuntimeError):
@@ -299,6 +300,14 @@ class MAEGapModule(pl.LightningModule):
             for logger in self.loggers:
                 logger.log_metrics(row, step=self.global_step)
         self._val_row = {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Every row logged so far travels with the checkpoint: a run resumed after a kill can log
+        # again the rows its logger lost (agent.train's relog_lost_epochs).
+        checkpoint[HISTORY_KEY] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = list(checkpoint.get(HISTORY_KEY, []))
 
     def on_validation_start(self) -> None:
         # The training part of the epoch ends here; its time gives the throughput.

@@ -84,6 +84,11 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
 
 
+def _wire(value: Any) -> Any:
+    """A parameter value as the server sends it to an agent: whole-number floats as ints."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _b64(s: str) -> str:
     return base64.b64encode(s.encode()).decode()
 
@@ -164,6 +169,11 @@ class FakeRun:
     display_name: str | None = None
     created: float = 0.0
     agent_id: str | None = None
+    # Whether the run has reported its config to the server (wandb.init's upsert). Runs added by a
+    # test have; a run an agent was just handed has not, until it starts (see FakeWandb).
+    reported: bool = True
+    stop_requested: bool = False  # stopped from the UI: the agent gets a "stop" command for it
+    stop_sent: bool = False
     tags: list[str] = field(default_factory=list)
     group: str | None = None
     job_type: str | None = None
@@ -289,6 +299,23 @@ class FakeWandb:
             can read that from the run's offline files. None falls back to
             ``agent_run_state``. A sweep run that ends "preempted" is requeued
             (handed to the next asking agent as ``resume``), as W&B does.
+        run_reported_from: optional ``f(run) -> bool``: has the run an agent was handed
+            reported its config yet (``wandb.init``)? W&B's grid search skips only the points
+            of runs that exist in the sweep with their config (sweeps/grid_search.py:152-193,
+            sweeps/run.py:213-215), and a run exists once ``wandb.init`` has upserted it; until
+            then another agent asking can be handed the same point (a duplicate). Children
+            that run offline never upsert: the test answers from their offline folders. None:
+            a handed-out point counts as taken at once (no duplicates).
+        heartbeat_timeout_s: an agent silent for this long is gone; its runs end with the state
+            ``run_state_from`` gives (else crashed), and a preempted one is requeued. The real
+            server marks a run crashed after about 5 minutes without a sign of life
+            (docs.wandb.ai/models/sweeps/signal-handling-sweep-runs, "stale runs").
+
+    Arguments are sent the way the server sends them: a whole-number float becomes an int
+    (``--alpha=-10``, not ``-10.0``: sweeps/grid_search.py:22-25, "becomes an int when it becomes
+    part of the run config in AgentHeartbeat"). ``stop_run`` plays a stop from the UI: the agent
+    running the run gets ``{"type": "stop", "run_ids": [...]}`` (wandb/wandb_agent.py:571, 678-696)
+    and the run ends "killed", never requeued.
     """
 
     def __init__(
@@ -300,12 +327,16 @@ class FakeWandb:
         seed: int = 0,
         agent_run_state: str = "finished",
         run_state_from: Callable[[FakeRun], str | None] | None = None,
+        run_reported_from: Callable[[FakeRun], bool] | None = None,
+        heartbeat_timeout_s: float = 300.0,
     ) -> None:
         self.entity = entity
         self.api_key = api_key
         self.require_api_key = require_api_key
         self.agent_run_state = agent_run_state
         self.run_state_from = run_state_from
+        self.run_reported_from = run_reported_from
+        self.heartbeat_timeout_s = heartbeat_timeout_s
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._runs: dict[tuple[str, str, str], FakeRun] = {}
@@ -556,6 +587,14 @@ class FakeWandb:
                     return
         raise KeyError(f"run {run_id!r} was never issued by a sweep")
 
+    def stop_run(self, run_id: str) -> None:
+        """A stop from the W&B UI (see the class docstring)."""
+        with self._lock:
+            run = self._find_run(None, None, run_id)
+            if run is None:
+                raise KeyError(run_id)
+            run.stop_requested = True
+
     def set_sweep_state(self, sweep_id: str, state: str) -> None:
         with self._lock:
             self.get_sweep(sweep_id).state = state
@@ -739,6 +778,8 @@ class FakeWandb:
             "project": sweep.project,
             "heartbeats": 0,
             "runs": [],
+            "last_heartbeat": time.monotonic(),
+            "gone": False,
         }
         return {"createAgent": {"agent": {"id": agent_id}}}
 
@@ -747,6 +788,7 @@ class FakeWandb:
         if agent is None:
             raise _GraphQLError("agent not found", status=404)
         agent["heartbeats"] += 1
+        agent["last_heartbeat"] = time.monotonic()
         sweep = self._find_sweep(agent["entity"], agent["project"], agent["sweep"])
         running = json.loads(v.get("runState") or "{}") or {}
         commands = self._agent_commands(agent, sweep, running)
@@ -759,7 +801,29 @@ class FakeWandb:
 
     _op_AgentHeartbeat = _op_Heartbeat
 
+    def _run_over(self, run: FakeRun, sweep: FakeSweep | None, default: str) -> None:
+        """An issued run's process is gone: its final state, and a requeue if preempted."""
+        if run.stop_requested:
+            run.state = "killed"  # stopped by the user: over, whatever its exit code
+            return
+        reported = self.run_state_from(run) if self.run_state_from else None
+        run.state = reported or default
+        if run.state == "preempted" and sweep is not None and run.run_id not in sweep.requeued:
+            sweep.requeued.append(run.run_id)  # W&B requeues a preempted sweep run
+
+    def _expire_silent_agents(self, sweep: FakeSweep | None) -> None:
+        now = time.monotonic()
+        for other in self._agents.values():
+            if other["gone"] or now - other["last_heartbeat"] < self.heartbeat_timeout_s:
+                continue
+            other["gone"] = True  # its runs went silent with it
+            for rid in other["runs"]:
+                run = self._runs.get((other["entity"], other["project"], rid))
+                if run is not None and run.state in ("pending", "running"):
+                    self._run_over(run, sweep, "crashed")
+
     def _agent_commands(self, agent, sweep, running: dict) -> list[dict]:
+        self._expire_silent_agents(sweep)
         # Runs this agent was handed and no longer reports as running are over.
         for rid in agent["runs"]:
             run = self._runs.get((sweep.entity, sweep.project, rid))
@@ -768,10 +832,14 @@ class FakeWandb:
             if running.get(rid):
                 run.state = "running"
             elif run.state in ("pending", "running"):
-                reported = self.run_state_from(run) if self.run_state_from else None
-                run.state = reported or self.agent_run_state
-                if run.state == "preempted" and sweep is not None and rid not in sweep.requeued:
-                    sweep.requeued.append(rid)  # W&B requeues a preempted sweep run
+                self._run_over(run, sweep, self.agent_run_state)
+        stops = [rid for rid in agent["runs"] if running.get(rid)
+                 and (r := self._runs.get((sweep.entity, sweep.project, rid))) is not None
+                 and r.stop_requested and not r.stop_sent]
+        if stops:
+            for rid in stops:
+                self._runs[(sweep.entity, sweep.project, rid)].stop_sent = True
+            return [{"type": "stop", "run_ids": stops, "id": _new_id(self._rng, 12)}]
         if sweep is None or sweep.state in ("CANCELED", "FINISHED", "CANCELLED"):
             return [{"type": "exit"}]
         if sweep.state == "PAUSED" or any(running.values()):
@@ -791,12 +859,13 @@ class FakeWandb:
                     sweep.state = "FINISHED"
                 return [{"type": "exit"}]
             rid = _new_id(self._rng)
-            args = {k: {"value": val} for k, val in point.items()}
+            args = {k: {"value": _wire(val)} for k, val in point.items()}
             cmd = {"type": "run", "run_id": rid, "args": args, "program": program}
-            self.add_run(
+            new = self.add_run(
                 sweep.entity, sweep.project, rid, config=point, state="pending",
                 sweep_id=sweep.sweep_id,
             )
+            new.reported = self.run_reported_from is None
         cmd["id"] = _new_id(self._rng, 12)
         run = self._runs[(sweep.entity, sweep.project, rid)]
         run.state = "pending"
@@ -810,7 +879,10 @@ class FakeWandb:
             raise _GraphQLError("FakeWandb only runs grid sweeps")
         seen = set()
         for r in self.runs(sweep.sweep_id):
-            seen.add(tuple(sorted((k, _canon(val)) for k, val in r.config.items())))
+            if not r.reported and self.run_reported_from is not None:
+                r.reported = bool(self.run_reported_from(r))
+            if r.reported:  # only runs the sweep already has, with their config, take a point
+                seen.add(tuple(sorted((k, _canon(val)) for k, val in r.config.items())))
         for point in grid_points(sweep.config):
             key = tuple(sorted((k, _canon(val)) for k, val in point.items()))
             if key not in seen:

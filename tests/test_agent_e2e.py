@@ -17,7 +17,14 @@ How the pieces meet (read from wandb 0.31's wandb_agent.py and W&B's docs):
   run's offline `.wandb` file, as the server would have received it) when the agent reports a
   run gone; a "preempted" run is requeued by the fake.
 * The agent counts every non-zero exit (143 included) as a failure and stops itself after 3
-  failures in its first 60 s (its "flapping" guard): these sweeps keep to at most 2.
+  failures in its first 60 s (its "flapping" guard, wandb_agent.py:321-330): the agents here run
+  with WANDB_AGENT_DISABLE_FLAPPING=true, as `agent.launch --disable-flapping` starts them.
+* agent.train marks a sweep run preempting once training starts; a run that exits non-zero (or
+  dies) while preempting is requeued. A deterministic failure (non-finite loss) is therefore
+  re-issued once: that attempt finds the failure beside its checkpoint and ends at once, unmarked,
+  as failed, and is not re-issued again.
+* A grid point counts as taken once its run has reported its config (wandb.init); the children
+  run offline, so the fake asks whether the run's offline folder exists.
 """
 
 from __future__ import annotations
@@ -86,8 +93,8 @@ def offline_state(wandb_dir: Path, run_id: str) -> str | None:
     if not folders:
         return None  # never got as far as wandb.init
     last = read_offline_run(folders[-1])
-    if not last["complete"]:
-        return "crashed"
+    if not last["complete"]:  # died without an exit record (killed, wandb-core lost)
+        return "preempted" if marked_preempting(folders[-1]) else "crashed"
     if last["exit_code"] == 0:
         return "finished"
     return "preempted" if marked_preempting(folders[-1]) else "failed"
@@ -131,10 +138,13 @@ class Sweep:
             OMP_NUM_THREADS="1",
             PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
             PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),  # ${interpreter} = "python"
+            WANDB_AGENT_DISABLE_FLAPPING="true",
         )
         self.wandb_dir = Path(self.env["WANDB_DIR"])  # tmp_path / "wandb_dir"
         self.fake = FakeWandb(entity=ENTITY, agent_run_state="crashed",
-                              run_state_from=lambda run: offline_state(self.wandb_dir, run.run_id))
+                              run_state_from=lambda run: offline_state(self.wandb_dir, run.run_id),
+                              run_reported_from=lambda run: bool(run_folders(self.wandb_dir, run.run_id)),
+                              heartbeat_timeout_s=20.0)
         self.agent: subprocess.Popen | None = None
         self.others: list[subprocess.Popen] = []  # other processes the test started (killed at the end)
         self.log = tmp_path / "agent.log"
@@ -256,7 +266,8 @@ def test_faults_through_the_agent_diverged_run_fails_preempted_run_resumes(sweep
 
     1. lr=1e30 (W&B's grid order puts it first): AdamW's first update blows the weights up, so
        the loss of step 0 is finite and that of step 1 is not. The run must stop at once, fail
-       with the reason and step in its summary, exit non-zero, and the agent must go on.
+       with the reason and step in its summary, exit non-zero, and the agent must go on. It was
+       marked preempting, so W&B re-issues it once; that attempt ends at once as failed.
     2. lr=0.001: SIGTERM (preemption) during epoch 3. The run marks itself preempting and exits
        143; W&B (the fake) sees it end preempted and requeues it; the agent runs it again with
        the same run id, it resumes from its last epoch checkpoint and finishes. Its merged
@@ -279,12 +290,12 @@ def test_faults_through_the_agent_diverged_run_fails_preempted_run_resumes(sweep
                                      start_new_session=True)
     sweep.others.append(reference)
 
-    # Preempt the second run once two of its epochs are done.
+    # Preempt the second point's run once two of its epochs are done.
     deadline = time.monotonic() + 240
-    while len(sweep.issued()) < 2:
+    while len(sweep.issued()) < 3:
         assert sweep.agent.poll() is None and time.monotonic() < deadline, sweep.log_text()[-4000:]
         time.sleep(0.1)
-    rid = sweep.issued()[1]["run_id"]
+    rid = sweep.issued()[2]["run_id"]
     ckpt = sweep.wandb_dir / "checkpoints" / rid / "last.ckpt"
     seen: dict = {}
     while (done := checkpoint_epoch(ckpt, seen)) != 1:  # Lightning's epoch 1 = two epochs done
@@ -297,13 +308,18 @@ def test_faults_through_the_agent_diverged_run_fails_preempted_run_resumes(sweep
     assert sweep.wait(timeout=240) == 0, sweep.log_text()[-4000:]
     assert reference.wait(timeout=240) == 0, ref_log.read_text(errors="replace")[-3000:]
     log = sweep.log_text()
-    diverged, preempted, resumed_cmd = sweep.issued()
-    assert [c["type"] for c in (diverged, preempted, resumed_cmd)] == ["run", "run", "resume"]
+    diverged, diverged_again, preempted, resumed_cmd = sweep.issued()
+    assert [c["type"] for c in sweep.issued()] == ["run", "resume", "run", "resume"]
+    assert diverged_again["run_id"] == diverged["run_id"]
     assert (point(diverged)["lr"], point(preempted)["lr"]) == (1e30, 0.001)
     assert sweep.fake.get_sweep(sweep.sid).state == "FINISHED"
 
-    # 1. The diverged run: failed at once (256 images / batch 32 = 8 steps per epoch).
-    (folder,) = run_folders(sweep.wandb_dir, diverged["run_id"])
+    # 1. The diverged run: failed at once (256 images / batch 32 = 8 steps per epoch); its
+    #    re-issued attempt found the failure and ended without training.
+    folder, again_folder = run_folders(sweep.wandb_dir, diverged["run_id"])
+    again = read_offline_run(again_folder)
+    assert again["exit_code"] == 1 and again["history"] == [] and not marked_preempting(again_folder)
+    assert f"an earlier attempt of run {diverged['run_id']} failed" in sweep.log_text()
     run = read_offline_run(folder)
     assert run["exit_code"] == 1, "a diverged run exits non-zero"
     summary = run["summary"]
@@ -365,3 +381,85 @@ def test_bad_data_path_fails_its_run_and_the_agent_goes_on(sweep, tmp_path):
     (folder,) = run_folders(sweep.wandb_dir, good["run_id"])
     finished = read_offline_run(folder)
     assert finished["exit_code"] == 0 and [row[M.EPOCH] for row in finished["history"]] == [1]
+
+
+# ----------------------------------------------------------------------------- 3. real clusters
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_run_killed_with_its_wandb_core_comes_back_and_a_ui_stop_does_not(sweep):
+    """Issue 11, on real clusters, through the real `wandb agent`:
+
+    1. seed 0: SIGTERM to agent.train *and* its wandb-core mid-run (what SLURM does to every
+       process of a job). The run was marked preempting when training started, so W&B (the fake)
+       sees it end preempted and requeues it; it resumes from its checkpoint; one complete history.
+    2. seed 1: stopped from the UI. The agent gets a stop command and terminates it; the run ends
+       killed and is not re-issued.
+    """
+    from agent.train import FLUSH_INTERVAL_S
+
+    sweep.start(sweep_yaml("e2e-clusters", {"seed": [0, 1]}, epochs=4, train_limit=512, val_limit=64,
+                           batch_size=32, knn_every=0))
+    deadline = time.monotonic() + 240
+
+    def wait_for(cond, what):
+        while not cond():
+            assert sweep.agent.poll() is None and time.monotonic() < deadline, f"{what}\n{sweep.log_text()[-4000:]}"
+            time.sleep(0.05)
+
+    wait_for(lambda: len(sweep.issued()) >= 1, "no first run")
+    first = sweep.issued()[0]["run_id"]
+    ckpt, seen = sweep.wandb_dir / "checkpoints" / first / "last.ckpt", {}
+    wait_for(lambda: checkpoint_epoch(ckpt, seen) == 1, "first run never reached its second checkpoint")
+    time.sleep(FLUSH_INTERVAL_S + 1.0)
+    (child,) = wandb_procs(sweep.wandb_dir, first)
+    core = [c for c in children_of(child) if b"wandb-core" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert core, "no wandb-core under the run"
+    for pid in (child, *core):
+        os.kill(pid, signal.SIGTERM)
+
+    wait_for(lambda: len(sweep.issued()) >= 3, "the killed run was not requeued, or no second point")
+    second = sweep.issued()[2]["run_id"]
+    ckpt2, seen2 = sweep.wandb_dir / "checkpoints" / second / "last.ckpt", {}
+    wait_for(lambda: checkpoint_epoch(ckpt2, seen2) is not None, "second run never checkpointed")
+    sweep.fake.stop_run(second)
+
+    assert sweep.wait(timeout=240) == 0, sweep.log_text()[-4000:]
+    issued = sweep.issued()
+    assert [(c["type"], c["run_id"]) for c in issued] == [("run", first), ("resume", first), ("run", second)]
+    assert sweep.run(first).state == "finished" and sweep.run(second).state == "killed"
+    killed_attempt = read_offline_run(run_folders(sweep.wandb_dir, first)[0])
+    assert not killed_attempt["complete"] and [r[M.EPOCH] for r in killed_attempt["history"]][:2] == [1, 2]
+    table = load_offline_runs(sweep.wandb_dir).table
+    assert table[table["run_id"] == first][M.EPOCH].tolist() == [1, 2, 3, 4]
+
+
+def test_two_agents_started_together_duplicate_points_and_the_analysis_counts_them_once(sweep, tmp_path):
+    from analysis.pull import select_runs
+
+    alphas = [-1.0, -0.5, 0.5, 1.0]
+    sweep.start(sweep_yaml("e2e-two-agents", {"alpha": alphas}, epochs=1, train_limit=128, val_limit=64,
+                           knn_every=1))
+    cli = BIN / "wandb"
+    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "wandb"]
+    with open(tmp_path / "agent2.log", "wb") as log:  # a second agent, at the same instant
+        second = subprocess.Popen([*cmd, "agent", f"{ENTITY}/{PROJECT}/{sweep.sid}"], env=sweep.env, cwd=tmp_path,
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    sweep.others.append(second)
+    assert sweep.wait(timeout=300) == 0, sweep.log_text()[-4000:]
+    assert second.wait(timeout=120) == 0
+    issued = sweep.issued()
+    points = [point(c)["alpha"] for c in issued]
+    assert sorted(set(points)) == sorted(alphas), "every grid point ran"
+    result = load_offline_runs(sweep.wandb_dir)
+    used, exclusions = select_runs(result.table, M.VAL_LINEAR_ACC, M.VAL_MSE, runs=result.runs)
+    assert sorted(used.drop_duplicates("run_id")["alpha"]) == sorted(alphas), "each point counted once"
+    duplicates = [e for e in exclusions if e.reason.startswith("duplicate grid point")]
+    assert len(duplicates) == len(points) - len(alphas)
