@@ -367,8 +367,17 @@ class Controller:
         reason = run.summary.get(M.FAILURE_REASON) or _last_line(run.log)
         why = "" if code == 0 else f" (exit {code}: {str(reason)[:120]}) log: {relpath(run.log)}"
         self.say(f"[{self.done}/{self.total}] {run.state:<6} {run.run_id}  {_label(self.plan, run)}  "
-                 f"{run.seconds:.0f}s  {metrics}{why}")
+                 f"{run.seconds:.0f}s  {metrics}{why}{self.eta()}")
         self.plan.save()
+
+    def eta(self) -> str:
+        """"  sweep ETA 0:42:10": the mean time of the runs finished here times the runs left, per slot."""
+        times = [r.seconds for r in self.plan.runs if r.state == "finished" and r.seconds]
+        left = self.total - self.done
+        if not times or left <= 0:
+            return ""
+        seconds = int(sum(times) / len(times) * left / max(1, len(self.slots)))
+        return f"  sweep ETA {seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
     def loop(self) -> None:
         while self.todo or self.running:

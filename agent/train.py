@@ -49,6 +49,7 @@ class RunOptions:
     entity: str = field(default="", metadata={"help": "W&B entity (default: $WANDB_ENTITY or your default entity)"})
     resume: str = field(default="", metadata={"help": "run id to resume from its last epoch checkpoint (under an agent: $WANDB_RUN_ID)"})
     group: str = field(default="", metadata={"help": "W&B run group"})
+    log_model: bool = field(default=False, metadata={"help": "log the final weights as a W&B model artifact model-<run id>"})
 
 
 def git_commit() -> str:
@@ -235,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     from mae_gap.data import DataError, check_source, load_data
+    from agent.media import ReconstructionPanel, log_model_artifact
     from mae_gap.module import EpochCheckpoint, NonFiniteLoss, fit, steps_per_epoch
 
     ckpt = checkpoint_path(cfg, run.id)
@@ -259,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if relogged:
                 print(f"agent.train: logged again epoch(s) {relogged}: the killed attempt's W&B record lacked them",
                       file=sys.stderr)
-        result = fit(cfg, logger=logger, data=data, callbacks=[EpochCheckpoint(ckpt)], ckpt_path=resume_from)
+        callbacks = [EpochCheckpoint(ckpt), ReconstructionPanel(run, cfg)]
+        result = fit(cfg, logger=logger, data=data, callbacks=callbacks, ckpt_path=resume_from)
     except (KeyboardInterrupt, SystemExit) as stop_exc:  # Lightning turns SIGTERM/SIGINT into SystemExit
         return interrupted(run, stop, ckpt, isinstance(stop_exc, SIGTERMException))
     except DataError as err:
@@ -273,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(run, f"{type(err).__name__}: {err}", marker=marker)
     if result.history:
         run.summary.update(result.history[-1])
+    if opts.log_model:
+        print(f"agent.train: logged model artifact {log_model_artifact(run, result.module.model, cfg, result.history[-1])}",
+              file=sys.stderr)
     if run.resumed or resume_from:
         run.summary[M.FAILURE_REASON] = None  # the preemption note of an earlier attempt no longer holds
     run.finish()

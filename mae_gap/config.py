@@ -80,6 +80,7 @@ class TrainConfig:
     knn_every: int = _f(1, "run the k-NN evaluation every N epochs (0 = off)")
     knn_k: int = _f(20, "neighbours of the k-NN evaluation")
     knn_temperature: float = _f(0.07, "temperature of the k-NN vote weights")
+    recon_every: int = _f(5, "log a reconstruction panel (8 fixed val images, original | masked | reconstruction) every N epochs and at the last (0 = off)")
     online_probe: bool = _f(True, "train the online probe on a no-grad unmasked pass (+~7% FLOPs); False logs NaN for it")
 
     # --- runtime
@@ -90,7 +91,7 @@ class TrainConfig:
     )
     compile: bool = _f(False, "torch.compile the model (compiled once per process)")
     ckpt_dir: str = _f("", "where the latest epoch checkpoint is kept (empty = no checkpoints)")
-    progress: bool = _f(False, "show Lightning's progress bar")
+    progress: bool = _f(True, "show Lightning's progress bar when stdout is a terminal (a log always gets one line per epoch)")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -153,6 +154,8 @@ def validate(cfg: TrainConfig) -> None:
             problems.append(f"{name}={getattr(cfg, name)} must be positive")
     if cfg.blr < 0:
         problems.append(f"blr={cfg.blr} must be positive (or 0 to use lr)")
+    if cfg.recon_every < 0:
+        problems.append(f"recon_every={cfg.recon_every} must be 0 (off) or positive")
     if cfg.knn_k < 1:
         problems.append(f"knn_k={cfg.knn_k} must be at least 1")
     if cfg.dataset == "folder" and not cfg.data_dir:

@@ -31,6 +31,9 @@ PERF_KEYS = (PERF_IMG_PER_S, PERF_EPOCH_S)
 # Every key of one history row, in a stable order.
 EPOCH_KEYS = (EPOCH, *VAL_KEYS, *TRAIN_KEYS, *PERF_KEYS)
 
+# Media logged with an epoch's row (not a number: the analysis does not read it).
+VAL_RECONSTRUCTION = "val/reconstruction"  # the reconstruction panel, every recon_every epochs and the last
+
 # Summary keys written when a run stops early (SPEC section 7).
 FAILURE_REASON = "failure/reason"
 FAILURE_EPOCH = "failure/epoch"

@@ -12,10 +12,14 @@ All randomness of epoch e (shuffle, crops, flips, masks) is drawn from generator
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import math
 import os
+import sys
 import time
+import warnings
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -29,6 +33,7 @@ from . import metrics as M
 from .config import TrainConfig
 from .data import DataSplits, augment, check_source, load_data, normalize
 from .grad_taps import GradTaps
+from .progress import epoch_line
 from .model import MaskedAutoencoder, param_groups, val_mask_noise
 from .readout import readout
 
@@ -299,6 +304,7 @@ class MAEGapModule(pl.LightningModule):
         if self.global_rank == 0:
             for logger in self.loggers:
                 logger.log_metrics(row, step=self.global_step)
+            print(epoch_line(row, self.cfg.epochs, self.history), flush=True)
         self._val_row = {}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -331,7 +337,7 @@ class EpochCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # the whole training state (said, so Lightning need not)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
 
@@ -371,7 +377,7 @@ def build_trainer(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.C
         callbacks=list(callbacks),
         # Checkpoints are the caller's choice (EpochCheckpoint); no default ModelCheckpoint.
         enable_checkpointing=any(isinstance(cb, Checkpoint) for cb in callbacks),
-        enable_progress_bar=cfg.progress,
+        enable_progress_bar=cfg.progress and sys.stdout.isatty(),  # a log file gets epoch_line instead
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=1,
@@ -391,6 +397,29 @@ def fit(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.Callback] =
         data = load_data(cfg)
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     module = MAEGapModule(cfg, data, data_on_device=data_on_device)
-    trainer = build_trainer(cfg, logger, callbacks)
-    trainer.fit(module, ckpt_path=ckpt_path)
+    with quiet_lightning():
+        trainer = build_trainer(cfg, logger, callbacks)
+        trainer.fit(module, ckpt_path=ckpt_path)
     return FitResult(module.history, module, trainer, data.fingerprint)
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Silences, for one fit, the two Lightning messages this project cannot fix at their cause:
+    the litlogger advertisement (logged whenever the logger is not Lightning's own) and a torch
+    deprecation warning raised from Lightning's _pytree helper. Nothing else is filtered."""
+    # Lightning's rank_zero_info goes through these loggers (lightning_utilities' rank_zero.log)
+    loggers = [logging.getLogger(f"{pkg}.utilities.rank_zero") for pkg in ("pytorch_lightning", "lightning_fabric")]
+
+    def not_the_ad(record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+    for log in loggers:
+        log.addFilter(not_the_ad)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", module=r"pytorch_lightning")
+            yield
+    finally:
+        for log in loggers:
+            log.removeFilter(not_the_ad)

@@ -50,10 +50,25 @@ def test_bad_command_line_fails_fast_without_a_run(wandb_env):
 
 
 def test_run_logs_one_row_per_epoch_with_config_and_summary(wandb_env):
-    out = train(wandb_env, *TINY, "--epochs=2", "--train_limit=128", "--val_limit=64", "--alpha=-0.5")
+    out = train(wandb_env, *TINY, "--epochs=2", "--train_limit=128", "--val_limit=64", "--alpha=-0.5",
+                "--log_model=True")
     assert out.returncode == 0, out.stderr[-2000:]
+    # a person's log: one line per epoch on stdout (not a TTY: no progress bar), no library noise
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"] and all("ETA" in ln and "img/s" in ln for ln in lines)
+    for noise in ("weights_only", "litlogger", "_pytree", "LeafSpec", "Traceback"):
+        assert noise not in out.stdout + out.stderr, noise
     (run,) = offline_runs(wandb_env["WANDB_DIR"])
     assert [row[M.EPOCH] for row in run["history"]] == [1, 2]
+    # the reconstruction panel of the last epoch, in that epoch's row, its PNG in the run's files
+    panel = run["history"][-1]
+    assert panel[f"{M.VAL_RECONSTRUCTION}._type"] == "image-file"
+    png = Path(run["path"]).parent / "files" / panel[f"{M.VAL_RECONSTRUCTION}.path"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"{M.VAL_RECONSTRUCTION}._type" not in run["history"][0]  # recon_every=5: the last epoch only
+    # --log_model: the final weights as a model artifact with the config and final metrics
+    (artifact,) = [a for a in run["artifacts"] if a["type"] == "model"]
+    assert artifact["name"] == f"model-{run['run_id']}" and artifact["files"] == ["model.pt"]
     for row in run["history"]:
         assert set(M.EPOCH_KEYS) <= set(row)
     config = run["config"]
