@@ -88,6 +88,14 @@ def run_settings(stop_fn: Callable[[], None] | None = None, flush_interval_s: fl
     return wandb.Settings(**values)
 
 
+def can_flush_run_file() -> bool:
+    """Whether wandb-core can be told to flush the run file while the run goes on (wandb >= 0.31);
+    before, a run killed with its wandb-core keeps only what filled whole buffers."""
+    import wandb
+
+    return "x_transaction_log_flush_interval" in getattr(wandb.Settings, "model_fields", {})
+
+
 def sweep_command_functions():
     """(create_sweep_command, create_sweep_command_args): the functions `wandb agent` builds a run's
     command with (wandb/wandb_agent.py, Agent._command_run)."""

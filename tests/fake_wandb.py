@@ -84,6 +84,16 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
 
 
+# Unnamed queries some clients send, by their first field: wandb <= 0.30's login check is
+# `query { viewer { id } }` (wandb/sdk/internal/internal_api.py:378-381 in 0.27).
+_ANONYMOUS_OPS = {"viewer": "Viewer"}
+
+
+def _first_field(query: str) -> str:
+    m = re.search(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)", query)
+    return m.group(1) if m else ""
+
+
 def _wire(value: Any) -> Any:
     """A parameter value as the server sends it to an agent: whole-number floats as ints."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -1192,7 +1202,7 @@ class _Handler(BaseHTTPRequestHandler):
             op = item.get("operationName")
             if not op:
                 m = _OP_RE.search(query)
-                op = m.group(2) if m else "<anonymous>"
+                op = m.group(2) if m else _ANONYMOUS_OPS.get(_first_field(query), "<anonymous>")
             limited = fake._rate_limited(op)
             if limited is not None:
                 self._record(op, variables, 429, query)

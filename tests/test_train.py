@@ -175,3 +175,13 @@ def test_sigterm_to_the_run_and_its_wandb_core_loses_no_logged_epoch(wandb_env):
 
     table = load_offline_runs(wandb_env["WANDB_DIR"]).table
     assert table[table["run_id"] == "both123"][M.EPOCH].tolist() == [1, 2, 3, 4]
+
+
+def test_ddp_rank_zero_alone_owns_the_w_and_b_run(wandb_env):
+    # devices=2 on the CPU: Lightning's DDP launcher starts this program again for rank 1; only
+    # rank 0 may start a W&B run (the same run id from two processes would corrupt it).
+    out = train(wandb_env, *TINY, "--devices=2", "--epochs=1", "--train_limit=128", "--val_limit=64",
+                "--knn_every=0", "--resume=ddp1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = offline_runs(wandb_env["WANDB_DIR"])
+    assert [r["run_id"] for r in runs] == ["ddp1"] and [row[M.EPOCH] for row in runs[0]["history"]] == [1]
