@@ -83,6 +83,30 @@ class StopRequest:
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
+class SignalRecord:
+    """Remembers a SIGTERM/SIGINT during training. Lightning acts on SIGTERM only at the next batch;
+    wandb-core, signalled with the job, may already be gone, so a W&B call in between raises first,
+    and that error must still end the run as preempted (143/130), not as failed."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handler(signal.getsignal(sig)))
+
+    def _handler(self, previous):
+        def record(signum, frame):
+            self.signum = signum
+            if signal.getsignal(signum) is not record:
+                return  # Lightning's composite called us: it stops at the next batch
+            if callable(previous):
+                previous(signum, frame)
+            raise SystemExit(EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT)
+
+        return record
+
+
 def start_run(cfg: TrainConfig, opts: RunOptions, stop: StopRequest | None = None):
     import wandb
 
@@ -131,8 +155,11 @@ def fail(run, reason: str, epoch: int | None = None, step: int | None = None, te
     if marker is not None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(reason + "\n")
-    run.summary.update(summary)
-    run.finish(exit_code=EXIT_FAILED)
+    try:
+        run.summary.update(summary)
+        run.finish(exit_code=EXIT_FAILED)
+    except Exception:  # noqa: BLE001 - wandb-core gone; the marker (if any) still records the failure
+        return exit_without_wandb(EXIT_FAILED, f"wandb-core is gone; the run failed: {reason}")
     return EXIT_FAILED
 
 
@@ -221,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The W&B run starts before the heavy imports: the sweep sees this grid point taken as early as
     # possible (two agents asking at once can otherwise be handed the same point).
-    stop = StopRequest()
+    stop, signals = StopRequest(), SignalRecord()
     run = start_run(cfg, opts, stop)
     marker = failure_marker(cfg, run.id)
     earlier = previous_attempt_failed(run, marker)
@@ -242,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ckpt = checkpoint_path(cfg, run.id)
     resume_from = str(ckpt) if ckpt.exists() else None
     try:
+        signals.install()
         check_source(cfg)
         data = load_data(cfg)
         n_steps = steps_per_epoch(cfg, int(data.train_labels.shape[0]))
@@ -264,14 +292,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         callbacks = [EpochCheckpoint(ckpt), ReconstructionPanel(run, cfg)]
         result = fit(cfg, logger=logger, data=data, callbacks=callbacks, ckpt_path=resume_from)
     except (KeyboardInterrupt, SystemExit) as stop_exc:  # Lightning turns SIGTERM/SIGINT into SystemExit
-        return interrupted(run, stop, ckpt, isinstance(stop_exc, SIGTERMException))
+        return interrupted(run, stop, ckpt, isinstance(stop_exc, SIGTERMException) or signals.signum == signal.SIGTERM)
     except DataError as err:
         print(f"agent.train: {err}", file=sys.stderr)
-        return fail(run, str(err), marker=marker)
+        return fail(run, str(err))  # before the preempting mark: never requeued, no marker needed
     except NonFiniteLoss as err:
         print(f"agent.train: run failed: {err}", file=sys.stderr)
         return fail(run, str(err), err.epoch, err.step, err.term, marker=marker)
     except Exception as err:  # noqa: BLE001 - any other error fails the run, with its reason
+        if signals.signum is not None:  # a W&B call failed after the signal (wandb-core got it too)
+            print(f"agent.train: {type(err).__name__} after signal {signals.signum}: {err}", file=sys.stderr)
+            return interrupted(run, stop, ckpt, signals.signum == signal.SIGTERM)
+        if isinstance(err, ConnectionError):  # wandb-core died alone: not deterministic, no marker
+            return exit_without_wandb(EXIT_FAILED, f"lost wandb-core ({err}); the run resumes from {ckpt} (W&B "
+                                                   f"requeues a preempting run that dies; by hand: --resume={run.id})")
         traceback.print_exc()
         return fail(run, f"{type(err).__name__}: {err}", marker=marker)
     if result.history:

@@ -177,6 +177,34 @@ def test_sigterm_to_the_run_and_its_wandb_core_loses_no_logged_epoch(wandb_env):
     assert table[table["run_id"] == "both123"][M.EPOCH].tolist() == [1, 2, 3, 4]
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc to find wandb-core")
+def test_wandb_core_dying_alone_is_not_a_deterministic_failure(wandb_env):
+    # wandb-core killed on its own (OOM killer, a node agent): the next W&B call of the run fails.
+    # That is no property of the grid point: no failure marker, no traceback, and the next start
+    # resumes from the checkpoint and logs again the epochs W&B lost.
+    args = [*TINY, "--epochs=3", "--train_limit=512", "--val_limit=128", "--batch_size=32", "--knn_every=0"]
+    ckpt = Path(wandb_env["WANDB_DIR"], "checkpoints", "core123", "last.ckpt")
+    proc = subprocess.Popen([sys.executable, "-m", "agent.train", *args, "--resume=core123"], env=wandb_env,
+                            cwd=wandb_env["WANDB_DIR"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while _checkpoint_epoch(ckpt) != 0:  # one epoch done
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended before its first checkpoint"
+        time.sleep(0.05)
+    (core,) = [c for c in _children(proc.pid) if "wandb-core" in Path(f"/proc/{c}/cmdline").read_text()]
+    os.kill(core, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "lost wandb-core" in err, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert not ckpt.with_name("failed.txt").exists(), "a lost wandb-core must not block the re-issued attempt"
+
+    resumed = train(wandb_env, *args, "--resume=core123")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    from analysis.offline import load_offline_runs
+
+    table = load_offline_runs(wandb_env["WANDB_DIR"]).table
+    assert table[table["run_id"] == "core123"][M.EPOCH].tolist() == [1, 2, 3]
+
+
 def test_ddp_rank_zero_alone_owns_the_w_and_b_run(wandb_env):
     # devices=2 on the CPU: Lightning's DDP launcher starts this program again for rank 1; only
     # rank 0 may start a W&B run (the same run id from two processes would corrupt it).
