@@ -19,7 +19,6 @@ command builder needs it) so the checks also run where wandb is not installed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import os
 import platform
@@ -27,7 +26,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from mae_gap.config import ConfigError, TrainConfig, expected_type, parse_args, parse_bool
+from mae_gap.config import ConfigError, TrainConfig, choices, closest_hint, expected_type, parse_args, parse_key_value
 
 # the default command of W&B's agent when a sweep has no `command:`
 DEFAULT_SWEEP_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
@@ -79,15 +78,6 @@ def _line(text: str, mark: Any) -> str:
 # ----------------------------------------------------------------------------- checking
 
 
-def _fields() -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(TrainConfig)}
-
-
-def _choices(name: str) -> tuple | None:
-    tp = get_type_hints(TrainConfig)[name]
-    return get_args(tp) if get_origin(tp) is Literal else None
-
-
 def _tname(value: Any) -> str:
     return {bool: "a boolean", int: "an int", float: "a float", str: "a string"}.get(
         type(value), f"a {type(value).__name__}"
@@ -111,11 +101,10 @@ def check_value(name: str, value: Any, where: str) -> None:
 
     `where` prefixes the message, e.g. "sweeps/x.yaml: parameter lr".
     """
-    fields = _fields()
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
     if name not in fields:
-        close = difflib.get_close_matches(name, sorted(fields), n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]}?" if close else "; see `python -m agent.train --help`"
-        raise SweepConfigError(f"{where.rsplit(' ', 1)[0]} {name} is not a TrainConfig field{hint}")
+        raise SweepConfigError(f"{where.rsplit(' ', 1)[0]} {name} is not a TrainConfig field"
+                               f"{closest_hint(name, fields, prefix='')}")
     want = expected_type(name)
     bad = f"{where} value {value!r} is {_tname(value)}"
     if want is bool:
@@ -133,9 +122,9 @@ def check_value(name: str, value: Any, where: str) -> None:
     elif want is str:
         if not isinstance(value, str):
             raise SweepConfigError(f"{bad}; expected a string: quote it, '{value}'")
-    choices = _choices(name)
-    if choices and value not in choices:
-        raise SweepConfigError(f"{where} value {value!r} is not one of {', '.join(map(str, choices))}")
+    allowed = choices(name)
+    if allowed and value not in allowed:
+        raise SweepConfigError(f"{where} value {value!r} is not one of {', '.join(map(str, allowed))}")
 
 
 def parameter_values(config: dict[str, Any], path: str = "sweep") -> dict[str, list[Any]]:
@@ -227,36 +216,12 @@ def validate(
 
 
 def parse_override(text: str, where: str = "--set") -> tuple[str, Any]:
-    """`key=value` -> (key, typed value) with TrainConfig's type; raises SweepConfigError."""
-    key, eq, raw = text.partition("=")
-    key = key.strip().lstrip("-").replace("-", "_")
-    if not eq or not key:
-        raise SweepConfigError(f"{where} {text!r}: write {where} key=value, e.g. {where} epochs=2")
-    fields = _fields()
-    if key not in fields:
-        close = difflib.get_close_matches(key, sorted(fields), n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]}?" if close else "; see `python -m agent.train --help`"
-        raise SweepConfigError(f"{where} {key}: not a TrainConfig field{hint}")
-    want, raw = expected_type(key), raw.strip()
+    """`key=value` -> (key, typed value) with TrainConfig's type (mae_gap.config.parse_key_value);
+    raises SweepConfigError prefixed with `where`."""
     try:
-        if want is bool:
-            value: Any = parse_bool(raw)
-        elif want is int:
-            number = float(raw)
-            if not number.is_integer():
-                raise ValueError(raw)
-            value = int(number)
-        elif want is float:
-            value = float(raw)
-        else:
-            value = raw
-    except ValueError:
-        name = {bool: "boolean (true/false)", int: "whole number", float: "number"}.get(want, want.__name__)
-        raise SweepConfigError(f"{where} {key}={raw!r}: not a {name}") from None
-    choices = _choices(key)
-    if choices and value not in choices:
-        raise SweepConfigError(f"{where} {key}={raw!r}: not one of {', '.join(map(str, choices))}")
-    return key, value
+        return parse_key_value(text)
+    except ConfigError as err:
+        raise SweepConfigError(f"{where} {err}") from None
 
 
 def apply_overrides(values: dict[str, list[Any]], overrides: dict[str, Any]) -> dict[str, list[Any]]:
@@ -283,9 +248,8 @@ def same_computation_key(params: dict[str, Any]) -> str:
 
     from mae_gap.config import effective_alpha_mode
 
-    fields = _fields()
-    alpha = float(params.get("alpha", fields["alpha"].default))
-    mode = str(params.get("alpha_mode", fields["alpha_mode"].default))
+    alpha = float(params.get("alpha", TrainConfig.alpha))
+    mode = str(params.get("alpha_mode", TrainConfig.alpha_mode))
     point = {**params, "alpha_mode": effective_alpha_mode(alpha, mode)}
     return json.dumps(point, sort_keys=True, default=str)
 

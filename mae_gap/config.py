@@ -130,11 +130,10 @@ class ConfigError(ValueError):
 def validate(cfg: TrainConfig) -> None:
     """Checks that cost nothing, run before any data loading or device work."""
     problems = []
-    hints = _hints()
     for f in dataclasses.fields(cfg):
-        choices = _choices(hints[f.name])
-        if choices and getattr(cfg, f.name) not in choices:
-            problems.append(f"{f.name}={getattr(cfg, f.name)!r} is not one of {', '.join(map(str, choices))}")
+        allowed = choices(f.name)
+        if allowed and getattr(cfg, f.name) not in allowed:
+            problems.append(f"{f.name}={getattr(cfg, f.name)!r} is not one of {', '.join(map(str, allowed))}")
     sizes_ok = cfg.patch_size > 0 and cfg.img_size > 0 and cfg.img_size % cfg.patch_size == 0
     if not sizes_ok:
         problems.append(f"img_size={cfg.img_size} is not a positive multiple of patch_size={cfg.patch_size}")
@@ -167,11 +166,14 @@ def validate(cfg: TrainConfig) -> None:
 # ----------------------------------------------------------------------------- argv parsing
 
 
-def _hints() -> dict[str, Any]:
-    return get_type_hints(TrainConfig)
+def field_type(name: str, cls: type = TrainConfig) -> Any:
+    """The annotated type of field `name` of `cls` (e.g. float, Literal["grl", "confusion"])."""
+    return get_type_hints(cls)[name]
 
 
-def _choices(tp: Any) -> tuple | None:
+def choices(name: str, cls: type = TrainConfig) -> tuple | None:
+    """The allowed values of a Literal field, or None for a free one."""
+    tp = field_type(name, cls)
     return get_args(tp) if get_origin(tp) is Literal else None
 
 
@@ -179,6 +181,12 @@ def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return "|".join(map(str, get_args(tp)))
     return getattr(tp, "__name__", str(tp))
+
+
+def closest_hint(name: str, known: Sequence[str], prefix: str = "--") -> str:
+    """"; did you mean --epochs?" for a misspelt name, else where to look."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5)
+    return f"; did you mean {prefix}{close[0]}?" if close else "; see `python -m agent.train --help`"
 
 
 def parse_bool(text: str) -> bool:
@@ -191,21 +199,42 @@ def parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
-def _convert(name: str, tp: Any, text: str) -> Any:
-    base = type(get_args(tp)[0]) if get_origin(tp) is Literal else tp
+def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
+    """The one conversion of a field's text to its type (argv, `--set`, sweep overrides): strict
+    booleans, whole numbers for ints ("1e3" is fine, "1.5" is not), a Literal's choices checked.
+    Raises ConfigError "--name='text' is not a valid <type>"."""
+    tp = field_type(name, cls)
+    base = type(get_args(tp)[0]) if get_origin(tp) is Literal else expected_type(name, cls)
     try:
         if base is bool:
-            return parse_bool(text)
-        if base is int:
-            value = float(text)  # accept "1e3" for ints, but not 1.5
-            if not value.is_integer():
+            value: Any = parse_bool(text)
+        elif base is int:
+            number = float(text)
+            if not number.is_integer():
                 raise ValueError(text)
-            return int(value)
-        if base is float:
-            return float(text)
-        return base(text)
+            value = int(number)
+        elif base is float:
+            value = float(text)
+        else:
+            value = base(text.strip()) if base is str else base(text)
     except (TypeError, ValueError):
         raise ConfigError(f"--{name}={text!r} is not a valid {_type_name(tp)}") from None
+    allowed = choices(name, cls)
+    if allowed and value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(str, allowed))}")
+    return value
+
+
+def parse_key_value(text: str, cls: type = TrainConfig) -> tuple[str, Any]:
+    """`key=value` (a `--set` override) -> (field name, typed value); raises ConfigError."""
+    key, eq, raw = text.partition("=")
+    key = key.strip().lstrip("-").replace("-", "_")
+    if not eq or not key:
+        raise ConfigError(f"{text!r}: write key=value, e.g. epochs=2")
+    known = [f.name for f in dataclasses.fields(cls)]
+    if key not in known:
+        raise ConfigError(f"{key} is not a {cls.__name__} field{closest_hint(key, known, prefix='')}")
+    return key, parse_value(key, raw.strip(), cls)
 
 
 def split_argv(argv: Sequence[str], known: set[str]) -> dict[str, str]:
@@ -220,9 +249,7 @@ def split_argv(argv: Sequence[str], known: set[str]) -> dict[str, str]:
         key, eq, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.5)
-            hint = f"; did you mean --{close[0]}?" if close else "; see --help for the valid options"
-            raise ConfigError(f"unknown option --{key}{hint}")
+            raise ConfigError(f"unknown option --{key}{closest_hint(key, sorted(known))}")
         if not eq:
             if i + 1 >= len(args) or args[i + 1].startswith("--") and not _is_number(args[i + 1]):
                 raise ConfigError(f"--{key} needs a value: --{key}=VALUE")
@@ -268,15 +295,8 @@ def parse_args(argv: Sequence[str] | None = None, *classes: type, prog: str = "p
     pairs = split_argv(argv, set(owner))
     instances = []
     for cls in classes:
-        hints = get_type_hints(cls)
-        values = {k: _convert(k, hints[k], v) for k, v in pairs.items() if owner[k] is cls}
-        instances.append(cls(**values))
+        instances.append(cls(**{k: parse_value(k, v, cls) for k, v in pairs.items() if owner[k] is cls}))
     return instances[0] if len(instances) == 1 else tuple(instances)
-
-
-def from_dict(values: dict[str, Any], cls: type = TrainConfig):
-    """A dict (e.g. a W&B run config) -> config, with the same key and type checks as argv."""
-    return parse_args([f"--{k}={v}" for k, v in values.items()], cls)
 
 
 def expected_type(name: str, cls: type = TrainConfig) -> Any:

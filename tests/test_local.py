@@ -129,7 +129,7 @@ def test_set_overrides_every_run_and_rejects_unknown_keys(tmp_path, capsys):
         assert run.params["epochs"] == 2 and run.params["norm_pix_loss"] is False
     plan = local.make_plan(args_for(str(SWEEPS / "lr_alpha.yaml"), "--set", "alpha=0.25"))
     assert [r.params["lr"] for r in plan.runs] == [0.001, 0.0001]  # alpha pinned: the grid shrinks
-    for bad, message in [("epoch=2", "did you mean epochs?"), ("epochs=2.5", "not a whole number"),
+    for bad, message in [("epoch=2", "did you mean epochs?"), ("epochs=2.5", "not a valid int"),
                          ("alpha_mode=x", "not one of grl, weighted"), ("epochs", "key=value")]:
         code, _out, err = main(capsys, str(SWEEPS / "smoke.yaml"), "--set", bad, "--dry-run")
         assert code == 2, err
