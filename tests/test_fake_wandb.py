@@ -1,4 +1,4 @@
-"""The fake W&B backend (tests/fake_wandb.py) against the real wandb client.
+"""The fake W&B backend (the package tests/fake_wandb/) against the real wandb client.
 
 CPU only, no network: the fake listens on 127.0.0.1. Each test gets its own
 fake, its own WANDB_* folders and a fresh wandb-core service.
@@ -6,6 +6,7 @@ fake, its own WANDB_* folders and a fresh wandb-core service.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -20,10 +21,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import FAKE_ENTITY  # noqa: E402
+from conftest import FAKE_ENTITY, serve_fake_wandb  # noqa: E402
 from fake_wandb import (  # noqa: E402
     FakeWandb,
     grid_points,
+    next_grid_point,
     iter_wandb_records,
     read_offline_history,
     read_offline_run,
@@ -75,6 +77,66 @@ def test_grid_points_follow_wandb_order():
         nxt.state = sweeps.RunState.finished
         done.append(nxt)
     assert [{k: v["value"] for k, v in r.config.items()} for r in done] == points
+    # int min/max (int_uniform) expands to its range, as W&B's engine does.
+    assert grid_points({"method": "grid", "parameters": {"n": {"min": 1, "max": 3}}}) == [
+        {"n": 1}, {"n": 2}, {"n": 3}
+    ]
+
+
+def test_next_grid_point_skips_the_points_runs_hold_as_the_sweeps_engine_does():
+    cfg = {"method": "grid", "parameters": {"alpha": {"values": [-10.0, 0.5, 2.0]},
+                                            "lr": {"value": 1e-4}}}
+    assert next_grid_point(cfg, []) == {"alpha": -10.0, "lr": 1e-4}
+    # Compared by yaml_hash: a whole-number float equals its int; keys that are not
+    # parameters, and the server's {"value": v} form, do not matter.
+    taken = [{"alpha": -10, "lr": 1e-4, "seed": 3}, {"alpha": {"value": 2.0, "desc": None}}]
+    assert next_grid_point(cfg, taken) == {"alpha": 0.5, "lr": 1e-4}
+    assert next_grid_point(cfg, [*taken, {"alpha": 0.5}]) is None
+
+
+def test_grid_hand_out_counts_only_runs_that_reported_their_config(monkeypatch, tmp_path):
+    """Two agents asking before the first one's run reported its config get the same point (a
+    duplicate, as on W&B); a reported run's point is not handed out again."""
+    from wandb.apis.public.sweeps import _agent_heartbeat, _register_agent
+
+    reported: set[str] = set()
+    server = FakeWandb(entity=ENTITY, run_reported_from=lambda run: run.run_id in reported)
+    with serve_fake_wandb(monkeypatch, tmp_path, server) as fake:
+        sid = fake.add_sweep(ENTITY, PROJECT, {
+            "method": "grid", "program": "train.py",
+            "parameters": {"alpha": {"values": [-10.0, 0.5, 2.0]}, "lr": {"value": 1e-4}},
+        })
+        # A run the sweep already has, with its config: alpha=2 (an int) takes the 2.0 point.
+        fake.add_run(ENTITY, PROJECT, "old", config={"alpha": 2, "lr": 1e-4}, sweep_id=sid)
+        api = wandb.Api(overrides={"entity": ENTITY, "project": PROJECT})
+        a, b = (_register_agent(api, h, sweep_id=sid)["id"] for h in ("host-a", "host-b"))
+        (ca,) = _agent_heartbeat(api, a, {}, {})
+        (cb,) = _agent_heartbeat(api, b, {}, {})
+        assert ca["args"] == cb["args"] == {"alpha": {"value": -10}, "lr": {"value": 1e-4}}
+        assert ca["run_id"] != cb["run_id"]
+        reported.update({ca["run_id"], cb["run_id"]})
+        (ca2,) = _agent_heartbeat(api, a, {}, {})  # a's first run is over
+        assert ca2["args"]["alpha"] == {"value": 0.5}
+        reported.add(ca2["run_id"])
+        # Grid used up; a's second run is still pending: exit, but the sweep is not over yet.
+        assert _agent_heartbeat(api, b, {}, {}) == [{"type": "exit"}]
+        assert fake.get_sweep(sid).state == "RUNNING"
+        assert _agent_heartbeat(api, a, {}, {}) == [{"type": "exit"}]
+        assert fake.get_sweep(sid).state == "FINISHED"
+        assert [c["args"]["alpha"]["value"] for c in fake.issued(sid)] == [-10, -10, 0.5]
+
+
+def test_fake_wandb_modules_stay_small():
+    """Each module of the fake is at most 450 lines, each function at most 80."""
+    modules = sorted((HERE / "fake_wandb").glob("*.py"))
+    assert modules
+    for path in modules:
+        text = path.read_text()
+        assert len(text.splitlines()) <= 450, path.name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                assert node.end_lineno - start + 1 <= 80, f"{path.name}: {node.name}"
 
 
 def test_wandb_sweep_creates_the_sweep_on_the_fake(fake):

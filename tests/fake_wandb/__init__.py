@@ -1,0 +1,92 @@
+"""A small fake W&B backend for tests (the offline ``.wandb`` readers live in analysis.offline).
+
+Test infrastructure: standard library only, except that grid sweeps are expanded by W&B's own
+sweep engine, the ``sweeps`` package (``grid``), and YAML sweep configs are read with PyYAML
+(a wandb dependency).
+
+``FakeWandb`` is an HTTP server (standard library ``http.server`` + a thread,
+bound to 127.0.0.1 on a free port) that answers the GraphQL operations the real
+wandb 0.31 client sends, so that the real ``wandb agent`` CLI and the real
+``wandb.Api()`` run against it::
+
+    with FakeWandb() as fake:
+        monkeypatch.setenv("WANDB_BASE_URL", fake.url)
+        monkeypatch.setenv("WANDB_API_KEY", fake.api_key)
+        sid = fake.add_sweep("ent", "proj", {"method": "grid", ...})
+        fake.add_run("ent", "proj", "run1", config={...}, history_rows=[...],
+                     sweep_id=sid)
+        api = wandb.Api()
+        runs = api.runs("ent/proj", filters={"sweep": sid})
+
+How wandb 0.31 talks to a server (read from its source and captured here): all
+GraphQL goes through the Go sidecar ``wandb-core`` (``ServiceApi.execute_graphql``),
+as ``POST /graphql`` with a JSON body ``{"query", "variables", "operationName"}``
+and HTTP basic auth ``api:<API key>``. The agent, ``Api.runs``, ``Api.sweep`` and
+``Run.history`` send Python-written queries that wandb-core forwards unchanged;
+``Run.scan_history`` is run *inside* wandb-core (``RunParquetHistory``,
+``HistoryPage``/``SampledHistoryPage``). wandb-core also posts OpenTelemetry
+metrics to ``/sdk/otel/v1/metrics``; this fake answers 404 there, which makes
+wandb-core switch that telemetry off.
+
+Responses are supersets: every object carries all the fields any of those
+queries asks for (GraphQL clients ignore extra fields), except that a run listed
+through ``LightweightRunFragment`` (``Api.runs(lazy=True)``, the default) leaves
+out config/summary/system metrics as the real server does, so the client's
+lazy-loading path is exercised too.
+
+The package, one module per concern:
+
+* ``common``: ids, timestamps, the wire form of values, ``_GraphQLError``, ``FakeRequest``.
+* ``records``: the stored objects, ``FakeRun`` and ``FakeSweep``.
+* ``store``: runs, sweeps and agents, and the calls tests make on them (``add_sweep``, ...).
+* ``grid``: grid points and the next one to hand out, from W&B's ``sweeps`` engine.
+* ``filters``: W&B's MongoDB-style run filters and run order.
+* ``ops_sweeps``, ``agents``, ``ops_runs``: the GraphQL operations (viewer and sweeps; the
+  agent protocol; runs and history).
+* ``handler``: the HTTP handler, request log, injected faults and rate-limit windows.
+* ``server``: ``FakeWandb`` itself (settings, start/stop, operation dispatch).
+
+The offline readers ``iter_wandb_records``, ``read_offline_history`` and
+``read_offline_run`` (parsers of an offline run's ``run-*.wandb`` file) live in
+``analysis.offline``; this package re-exports them for older imports, as it does the
+helpers tests import from the former single module (``_b64``, ``_GraphQLError``, ...).
+"""
+
+from __future__ import annotations
+
+# The offline ``.wandb`` readers are product code (``--offline`` needs them); re-exported here
+# for the tests that import them from the fake.
+from analysis.offline import (  # noqa: F401
+    iter_wandb_records,
+    read_offline_history,
+    read_offline_run,
+)
+
+from .agents import _AgentOps  # noqa: F401
+from .common import (  # noqa: F401
+    _EPOCH,
+    _ID_ALPHABET,
+    FakeRequest,
+    _b64,
+    _GraphQLError,
+    _iso,
+    _new_id,
+    _wire,
+)
+from .filters import _compare, _lookup, _matches, _sort_runs  # noqa: F401
+from .grid import grid_points, next_grid_point  # noqa: F401
+from .handler import _ANONYMOUS_OPS, _OP_RE, _Fault, _first_field, _Handler  # noqa: F401
+from .ops_runs import _sample  # noqa: F401
+from .records import FakeRun, FakeSweep
+from .server import FakeWandb
+
+__all__ = [
+    "FakeWandb",
+    "FakeRequest",
+    "FakeRun",
+    "FakeSweep",
+    "grid_points",
+    "iter_wandb_records",
+    "read_offline_history",
+    "read_offline_run",
+]

@@ -1,0 +1,152 @@
+"""``FakeWandb``: the fake W&B server on 127.0.0.1 (test infrastructure, standard library only,
+grid sweeps expanded by W&B's ``sweeps`` engine).
+
+The class is assembled from one mixin per concern: ``store._Store`` (runs, sweeps, agents),
+``handler._Traffic`` (request log, faults, rate-limit windows), and the GraphQL operations
+``ops_sweeps._SweepOps``, ``agents._AgentOps`` and ``ops_runs._RunOps``. An operation named
+``X`` is the method ``_op_X(query, variables)``: a subclass (or a test's monkeypatch) adds or
+replaces operations by defining such methods.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from .agents import _AgentOps
+from .common import FakeRequest, _GraphQLError
+from .handler import _Fault, _Handler, _Traffic
+from .ops_runs import _RunOps
+from .ops_sweeps import _SweepOps
+from .records import FakeRun, FakeSweep
+from .store import _Store
+
+
+class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
+    """A fake W&B server on 127.0.0.1 for the real wandb client.
+
+    Args:
+        entity: the viewer's default entity.
+        api_key: the key tests should put in WANDB_API_KEY (40 characters).
+        require_api_key: if True, any other key gets HTTP 401; otherwise any
+            non-empty key is accepted (a missing one still gets 401).
+        seed: seeds the generated sweep/run/agent ids.
+        agent_run_state: state given to runs an agent was handed, once the
+            agent reports them gone (agents do not report exit codes).
+        run_state_from: optional ``f(run) -> state or None``, asked when an
+            agent reports a run gone. W&B learns a run's final state from the
+            run itself (its exit code; ``mark_preempting()`` first makes it
+            "preempting", then "preempted"); a test whose children run offline
+            can read that from the run's offline files. None falls back to
+            ``agent_run_state``. A sweep run that ends "preempted" is requeued
+            (handed to the next asking agent as ``resume``), as W&B does.
+        run_reported_from: optional ``f(run) -> bool``: has the run an agent was handed
+            reported its config yet (``wandb.init``)? W&B's grid search skips only the points
+            of runs that exist in the sweep with their config (sweeps/grid_search.py:152-193,
+            sweeps/run.py:213-215), and a run exists once ``wandb.init`` has upserted it; until
+            then another agent asking can be handed the same point (a duplicate). Children
+            that run offline never upsert: the test answers from their offline folders. None:
+            a handed-out point counts as taken at once (no duplicates).
+        heartbeat_timeout_s: an agent silent for this long is gone; its runs end with the state
+            ``run_state_from`` gives (else crashed), and a preempted one is requeued. The real
+            server marks a run crashed after about 5 minutes without a sign of life
+            (docs.wandb.ai/models/sweeps/signal-handling-sweep-runs, "stale runs").
+
+    Grid points and their order come from W&B's own engine (``sweeps.next_run``, see ``grid``).
+    Arguments are sent the way the server sends them: a whole-number float becomes an int
+    (``--alpha=-10``, not ``-10.0``: sweeps/grid_search.py:22-25, "becomes an int when it becomes
+    part of the run config in AgentHeartbeat"). ``stop_run`` plays a stop from the UI: the agent
+    running the run gets ``{"type": "stop", "run_ids": [...]}`` (wandb/wandb_agent.py:571, 678-696)
+    and the run ends "killed", never requeued.
+    """
+
+    def __init__(
+        self,
+        entity: str = "fake-entity",
+        api_key: str = "f" * 40,
+        *,
+        require_api_key: bool = False,
+        seed: int = 0,
+        agent_run_state: str = "finished",
+        run_state_from: Callable[[FakeRun], str | None] | None = None,
+        run_reported_from: Callable[[FakeRun], bool] | None = None,
+        heartbeat_timeout_s: float = 300.0,
+    ) -> None:
+        self.entity = entity
+        self.api_key = api_key
+        self.require_api_key = require_api_key
+        self.agent_run_state = agent_run_state
+        self.run_state_from = run_state_from
+        self.run_reported_from = run_reported_from
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self._rng = random.Random(seed)
+        self._lock = threading.RLock()
+        self._runs: dict[tuple[str, str, str], FakeRun] = {}
+        self._sweeps: dict[tuple[str, str, str], FakeSweep] = {}
+        self._agents: dict[str, dict[str, Any]] = {}
+        self._faults: list[_Fault] = []
+        self._rate_limit: tuple[float, str | None] = (0.0, None)  # (until, only this op)
+        self._log: list[FakeRequest] = []
+        self._clock = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> FakeWandb:
+        if self._server is not None:
+            return self
+        fake = self
+
+        class Handler(_Handler):
+            server_fake = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="FakeWandb",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeWandb:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeWandb is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a wandb client at this fake."""
+        return {"WANDB_BASE_URL": self.url, "WANDB_API_KEY": self.api_key}
+
+    # -- GraphQL ------------------------------------------------------------
+
+    def _execute(self, op: str, query: str, v: dict[str, Any]) -> dict[str, Any]:
+        handler = getattr(self, f"_op_{op}", None)
+        if handler is None:
+            raise _GraphQLError(f"FakeWandb: unsupported operation {op!r}")
+        with self._lock:
+            return handler(query, v)
