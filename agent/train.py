@@ -135,6 +135,23 @@ def define_epoch_axis(run) -> None:
         run.define_metric(key, step_metric=M.EPOCH)
 
 
+def attach_logger(run, cfg: TrainConfig, data):
+    """Lightning's WandbLogger on `run`, with the epoch axis; the run config gains the data's
+    fingerprint, the lr actually used and the training length (runs of different batch sizes
+    then compare like with like)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    from mae_gap.module import steps_per_epoch
+
+    n_steps = steps_per_epoch(cfg, int(data.train_labels.shape[0]))
+    run.config.update({"data_fingerprint": data.fingerprint, "effective_lr": cfg.effective_lr,
+                       "steps_per_epoch": n_steps, "total_steps": n_steps * cfg.epochs}, allow_val_change=True)
+    logger = WandbLogger(experiment=run)
+    logger.experiment  # WandbLogger defines its own step metric on first access; ours overrides it
+    define_epoch_axis(run)
+    return logger
+
+
 def checkpoint_path(cfg: TrainConfig, run_id: str) -> Path:
     """Where run `run_id` keeps its latest epoch checkpoint: ckpt_dir, else WANDB_DIR/checkpoints."""
     root = Path(cfg.ckpt_dir) if cfg.ckpt_dir else Path(os.environ.get("WANDB_DIR") or ".") / "checkpoints"
@@ -259,12 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     os.environ[RUN_ID_ENV] = run.id  # DDP ranks > 0 find the checkpoint through it
 
-    from pytorch_lightning.loggers import WandbLogger
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from mae_gap.data import DataError, check_source, load_data
     from agent.media import ReconstructionPanel, log_model_artifact
-    from mae_gap.module import EpochCheckpoint, NonFiniteLoss, fit, steps_per_epoch
+    from mae_gap.data import DataError, check_source, load_data
+    from mae_gap.module import EpochCheckpoint, NonFiniteLoss, fit
 
     ckpt = checkpoint_path(cfg, run.id)
     resume_from = str(ckpt) if ckpt.exists() else None
@@ -272,13 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signals.install()
         check_source(cfg)
         data = load_data(cfg)
-        n_steps = steps_per_epoch(cfg, int(data.train_labels.shape[0]))
-        # Training length and the lr actually used, so runs of different batch sizes compare like with like.
-        run.config.update({"data_fingerprint": data.fingerprint, "effective_lr": cfg.effective_lr,
-                           "steps_per_epoch": n_steps, "total_steps": n_steps * cfg.epochs}, allow_val_change=True)
-        logger = WandbLogger(experiment=run)
-        logger.experiment  # WandbLogger defines its own step metric on first access; ours overrides it
-        define_epoch_axis(run)
+        logger = attach_logger(run, cfg, data)
         if os.environ.get("WANDB_SWEEP_ID"):
             # From here on a run that dies silently (node lost, wandb-core killed with the job) is
             # requeued by W&B. Not earlier: bad data fails the run for good, never requeued.

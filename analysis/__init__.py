@@ -63,7 +63,14 @@ DEFAULT_ACC_KEY = VAL_LINEAR_ACC
 DEFAULT_MSE_KEY = VAL_MSE
 DEFAULT_BINS = 15
 
+# W&B names of the analysis itself: the job type of the analysis run (never a sweep run), and the
+# variables a sweep agent sets for its runs (an analysis run started under them would join the sweep).
+ANALYSIS_JOB_TYPE = "analysis"
+SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
+
 __all__ = [
+    "ANALYSIS_JOB_TYPE",
+    "SWEEP_ENV",
     "ALPHA",
     "ALPHA_MODE",
     "CONDITION_COLUMNS",

@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 
 from analysis import DEFAULT_ACC_KEY, DEFAULT_MSE_KEY
 from analysis.matched_mse import difference_curves
-from analysis.plot_style import CMAP, alpha_norm, line_color, mse_label, no_data, num_text, p_text, plt, stats_of
+from mae_gap.fmt import num
+from analysis.plot_style import CMAP, alpha_norm, line_color, mse_label, no_data, p_text, plt, stats_of
 
 
 def matched_mse_accuracy(df: pd.DataFrame, stats: dict | None = None, acc_key: str = DEFAULT_ACC_KEY,
@@ -70,7 +71,7 @@ def matched_mse_accuracy(df: pd.DataFrame, stats: dict | None = None, acc_key: s
     if not rows:
         no_data(right, test.get("note") or "no effect to show")
     right.set_title(f"all conditions: permutation {p_text(test.get('p_value'))}, "
-                    f"η² = {num_text(test.get('eta_squared'), '.2f')}", fontsize=10)
+                    f"η² = {num(test.get('eta_squared'), '.2f')}", fontsize=10)
     fig.suptitle("Accuracy at equal reconstruction MSE, versus α = 0", fontsize=12)
     return fig
 

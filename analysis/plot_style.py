@@ -142,10 +142,6 @@ def valid_points(df: pd.DataFrame, acc_key: str, mse_key: str) -> pd.DataFrame:
     return df[ok]
 
 
-def num_text(x, fmt: str) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
-
-
 def p_text(p) -> str:
     if p is None or not math.isfinite(p):
         return "p n/a"
@@ -164,11 +160,6 @@ def stats_of(df, stats, acc_key, mse_key):
 
         stats = gap_statistics(df, acc_key=acc_key, mse_key=mse_key, n_perm=999)
     return stats
-
-
-def count_text(n, word: str) -> str:
-    n = int(n or 0)
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def no_data(ax, text="no points"):

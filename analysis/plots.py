@@ -18,9 +18,10 @@ from matplotlib.lines import Line2D
 
 from analysis import ALPHA, ALPHA_MODE, DEFAULT_ACC_KEY, DEFAULT_MSE_KEY, EPOCH, LR, RUN_ID
 from analysis.plot_matched import matched_mse_accuracy
+from mae_gap.fmt import num, plural
 from analysis.plot_style import (
     ALPHA_LINSCALE, ALPHA_LINTHRESH, CMAP, DPI, GROUP_COLORS, GROUP_TITLES, LR_MARKERS, acc_label, alpha_colorbar,
-    alpha_norm, count_text, matplotlib, mse_label, no_data, num_text, p_text, plt, scatter_alpha, stats_of,
+    alpha_norm, matplotlib, mse_label, no_data, p_text, plt, scatter_alpha, stats_of,
     symlog_alpha_ticks, trajectories, valid_points,
 )
 
@@ -68,13 +69,13 @@ def tube_scatter(
     ax.grid(True, alpha=0.25, zorder=1)
     n_bins = stats.get("inputs", {}).get("bins", "?")
     cross = stats.get("cross_run_rho") or {}
-    floor_text = (f"noise floor {num_text(floor.get('floor'), '.3g')}, Γ − floor = {num_text(floor.get('gamma_excess'), '+.3g')}"
+    floor_text = (f"noise floor {num(floor.get('floor'), '.3g')}, Γ − floor = {num(floor.get('gamma_excess'), '+.3g')}"
                   if floor.get("floor") is not None else "noise floor unknown (no seed replicates)")
     ax.set_title(
-        f"Γ = {num_text(stats.get('gamma'), '.3g')} ({floor_text})\n"
-        f"pooled ρ = {num_text(stats.get('rho'), '.2f')} (points, confounded by training time); "
-        f"cross-run ρ = {num_text(cross.get('rho'), '.2f')} ({p_text(cross.get('p_value'))}, final epoch)\n"
-        f"{count_text(stats.get('n_runs'), 'run')}, {count_text(stats.get('n_points'), 'point')}; "
+        f"Γ = {num(stats.get('gamma'), '.3g')} ({floor_text})\n"
+        f"pooled ρ = {num(stats.get('rho'), '.2f')} (points, confounded by training time); "
+        f"cross-run ρ = {num(cross.get('rho'), '.2f')} ({p_text(cross.get('p_value'))}, final epoch)\n"
+        f"{plural(int(stats.get('n_runs') or 0), 'run')}, {plural(int(stats.get('n_points') or 0), 'point')}; "
         f"grey: accuracy range per MSE bin ({n_bins} bins); hatched: its seed-noise floor",
         fontsize=9,
     )
@@ -182,8 +183,8 @@ def negative_vs_positive(
         else:
             no_data(ax, "no runs in this group")
         ax.set_title(
-            f"{GROUP_TITLES[g]}: {count_text(s.get('n_runs'), 'run')}, {count_text(s.get('n_points'), 'point')}\n"
-            f"Γ = {num_text(s.get('gamma'), '.3g')}, ρ = {num_text(s.get('rho'), '.2f')} ({p_text(s.get('p'))})",
+            f"{GROUP_TITLES[g]}: {plural(int(s.get('n_runs') or 0), 'run')}, {plural(int(s.get('n_points') or 0), 'point')}\n"
+            f"Γ = {num(s.get('gamma'), '.3g')}, ρ = {num(s.get('rho'), '.2f')} ({p_text(s.get('p'))})",
             fontsize=10, color=GROUP_COLORS[g],
         )
         ax.set_xlabel(mse_label(mse_key), fontsize=9)
@@ -206,7 +207,7 @@ def negative_vs_positive(
             if any(f is not None for f in floors):
                 ax.legend(fontsize=8, loc="upper right")
         for bar, v in zip(bars, vals):
-            txt = "n/a" if v is None else (f"{v:.3g}" if key == "gamma" else f"{v:+.2f}")
+            txt = num(v, ".3g" if key == "gamma" else "+.2f")
             y = bar.get_height()
             va = "bottom" if y >= 0 else "top"
             ax.annotate(txt, (bar.get_x() + bar.get_width() / 2, y), xytext=(0, 3 if y >= 0 else -3),
@@ -216,13 +217,13 @@ def negative_vs_positive(
         ax.grid(True, axis="y", alpha=0.25)
         if key == "rho":
             ax.set_ylim(-1.15, 1.15)
-            ax.set_title("Spearman ρ per group (all: " + num_text(stats.get("rho"), ".2f") + ")", fontsize=10)
+            ax.set_title("Spearman ρ per group (all: " + num(stats.get("rho"), ".2f") + ")", fontsize=10)
         else:
             top = max([h for h in heights if h is not None] + [stats.get("gamma") or 0.0, 1e-12])
             ax.set_ylim(0, top * 1.2)
             ax.axhline(stats.get("gamma") or 0.0, color="0.2", lw=1, ls="--")
             ax.set_title("tube volume Γ per group (dashed: all points, Γ = "
-                         + num_text(stats.get("gamma"), ".3g") + ")", fontsize=10)
+                         + num(stats.get("gamma"), ".3g") + ")", fontsize=10)
     fig.suptitle("Negative vs zero vs positive α: MSE vs accuracy per group", fontsize=12)
     return fig
 

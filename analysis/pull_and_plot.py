@@ -25,14 +25,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from analysis import DEFAULT_ACC_KEY, DEFAULT_BINS, DEFAULT_MSE_KEY, METRIC_COLUMNS, RUN_ID
+from analysis import DEFAULT_ACC_KEY, DEFAULT_BINS, DEFAULT_MSE_KEY, METRIC_COLUMNS, RUN_ID, SWEEP_ENV
+from mae_gap.fmt import num, plural
 
 PROG = "python -m analysis.pull_and_plot"
 TRAJECTORIES = "trajectories"
 STATS_JSON = "gap_statistics.json"
 SUMMARY_MD = "summary.md"
 DEFAULT_OUT = Path("outputs") / "analysis"
-SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")  # = analysis.report.SWEEP_ENV
 
 
 class CliError(Exception):
@@ -222,21 +222,13 @@ def statistics_document(args, result, stats: dict, used, exclusions) -> dict[str
 # --------------------------------------------------------------------------- printing
 
 
-def _n(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _fmt(x, spec: str = ".4g") -> str:
-    return "n/a" if x is None else format(x, spec)
-
-
 def _ci(ci) -> str:
-    return "" if not ci or ci[0] is None else f"  95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+    return "" if not ci or ci[0] is None else f"  95% CI [{num(ci[0])}, {num(ci[1])}]"
 
 
 def print_runs(result, used, exclusions) -> None:
     n_used = int(used[RUN_ID].nunique()) if len(used) else 0
-    print(f"sweep {result.sweep}: {_n(len(result.runs), 'run')}, {n_used} used, {len(exclusions)} excluded")
+    print(f"sweep {result.sweep}: {plural(len(result.runs), 'run')}, {n_used} used, {len(exclusions)} excluded")
     if exclusions:
         width = max(len(e.label) for e in exclusions)
         for i, e in enumerate(exclusions):
@@ -250,38 +242,38 @@ def print_runs(result, used, exclusions) -> None:
 
 def print_stats(stats: dict, args) -> None:
     floor = stats.get("noise_floor") or {}
-    excess = (f"seed-noise floor {_fmt(floor.get('floor'))}, Γ − floor = {_fmt(floor.get('gamma_excess'), '+.4g')}"
+    excess = (f"seed-noise floor {num(floor.get('floor'))}, Γ − floor = {num(floor.get('gamma_excess'), '+.4g')}"
               if floor.get("floor") is not None else (floor.get("note") or "no noise floor"))
-    print(f"Γ = {_fmt(stats.get('gamma'))}   ({excess}; {args.acc} spread over {args.bins} bins of {args.mse})")
+    print(f"Γ = {num(stats.get('gamma'))}   ({excess}; {args.acc} spread over {args.bins} bins of {args.mse})")
     cross = stats.get("cross_run_rho") or {}
-    print(f"ρ = {_fmt(stats.get('rho'))} pooled over {stats.get('n_points')} points of {stats.get('n_runs')} runs "
-          f"(training time drives it); across runs at the final epoch ρ = {_fmt(cross.get('rho'), '.3f')}, "
-          f"permutation p = {_fmt(cross.get('p_value'), '.3g')} ({cross.get('n_runs')} runs)")
+    print(f"ρ = {num(stats.get('rho'))} pooled over {stats.get('n_points')} points of {stats.get('n_runs')} runs "
+          f"(training time drives it); across runs at the final epoch ρ = {num(cross.get('rho'), '.3f')}, "
+          f"permutation p = {num(cross.get('p_value'), '.3g')} ({cross.get('n_runs')} runs)")
     test = stats.get("matched_mse") or {}
-    print(f"matched-MSE test ({args.acc} at equal {args.mse}): permutation p = {_fmt(test.get('p_value'), '.3g')} "
-          f"(smallest possible {_fmt(test.get('min_attainable_p'), '.2g')}), η² = {_fmt(test.get('eta_squared'), '.3f')}"
+    print(f"matched-MSE test ({args.acc} at equal {args.mse}): permutation p = {num(test.get('p_value'), '.3g')} "
+          f"(smallest possible {num(test.get('min_attainable_p'), '.2g')}), η² = {num(test.get('eta_squared'), '.3f')}"
           + (f"  [{test['note']}]" if test.get("note") else ""))
     finals = {c["condition"]: c for c in stats.get("conditions") or []}
     for row in test.get("by_condition") or []:
         c = finals.get(row["condition"], {})
         ci = row.get("ci_pp")
         effect = ("reference" if row.get("effect_pp") is None and row["alpha"] == 0 else
-                  f"{_fmt(row.get('effect_pp'), '+.2f')} pp vs α = 0" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
-                  + f", p = {_fmt(row.get('p_value'), '.2g')} (smallest possible {_fmt(row.get('min_attainable_p'), '.2g')})"
+                  f"{num(row.get('effect_pp'), '+.2f')} pp vs α = 0" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+                  + f", p = {num(row.get('p_value'), '.2g')} (smallest possible {num(row.get('min_attainable_p'), '.2g')})"
                   + (f", on MSE {row['overlap_mse'][0]:.3g}–{row['overlap_mse'][1]:.3g}" if row.get("overlap_mse") else ""))
         acc = (c.get("final_mean") or {}).get(args.acc)
         print(f"  {row['condition']:<22} {row['n_seeds']} seed(s), {c.get('total_steps', -1)} steps/run, "
-              f"final {args.acc} {_fmt(acc, '.3f')}: {effect}")
+              f"final {args.acc} {num(acc, '.3f')}: {effect}")
 
 
 def print_pull(result) -> None:
     if result.source == "offline":
-        print(f"read {_n(len(result.runs), 'offline run')} in {result.seconds:.2f} s")
+        print(f"read {plural(len(result.runs), 'offline run')} in {result.seconds:.2f} s")
         return
     if result.source == "cache":
-        print(f"pull: {_n(len(result.cached), 'run')} from the cache {result.cache_dir} (no request; --refresh re-pulls)")
+        print(f"pull: {plural(len(result.cached), 'run')} from the cache {result.cache_dir} (no request; --refresh re-pulls)")
     else:
-        print(f"pull: {_n(len(result.pulled), 'run')} pulled, {len(result.cached)} from the cache, "
+        print(f"pull: {plural(len(result.pulled), 'run')} pulled, {len(result.cached)} from the cache, "
               f"in {result.seconds:.2f} s")
     failed = ", ".join(f"{k} x{n}" for k, n in sorted(result.failures.items()))
     print(f"retries: {result.retries}" + (f" (failed requests seen: {failed})" if failed else ""))

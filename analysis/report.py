@@ -21,15 +21,12 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import ALPHA, EPOCH, LR
+from analysis import ALPHA, ANALYSIS_JOB_TYPE, EPOCH, LR, SWEEP_ENV
+from mae_gap.fmt import num
 
-ANALYSIS_JOB_TYPE = "analysis"
 ARTIFACT_TYPE = "analysis"
 IMAGE_PREFIX = "plots/"  # history keys of the images: plots/<png stem>
 TABLE_KEY = "trajectories"
-# Variables a sweep agent sets for its runs: an analysis run started under them would join
-# (or resume) a sweep run.
-SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
 
 
 def leave_sweep_context() -> list[str]:
@@ -39,9 +36,9 @@ def leave_sweep_context() -> list[str]:
     removed = [k for k in SWEEP_ENV if os.environ.pop(k, None) is not None]
     import wandb
 
-    from analysis.wandb_compat import setup_singleton
+    from analysis.wandb_compat import current_wandb_setup
 
-    current = setup_singleton()  # only look; do not start W&B just to check
+    current = current_wandb_setup()  # only look; do not start W&B just to check
     if current is not None:
         s = current.settings
         if s.sweep_id or s.run_id or s.sweep_param_path:
@@ -158,6 +155,39 @@ def _artifact_safe(s: str) -> str:
 # --------------------------------------------------------------------------- the report
 
 
+def _tube_panels(wr, acc_key: str, mse_key: str) -> list[Any]:
+    """The sweep's panels: the tube (final points and per-epoch trajectories), both metrics by
+    epoch grouped by alpha, and alpha / lr / final metrics in parallel coordinates."""
+
+    def by_alpha(key: str, x: int) -> Any:
+        return wr.LinePlot(title=f"{key} vs epoch, by alpha", x=EPOCH, y=[key], groupby=wr.Config(ALPHA),
+                           layout=wr.Layout(x=x, y=9, w=12, h=8))
+
+    columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(ALPHA)),
+               wr.ParallelCoordinatesPlotColumn(metric=wr.Config(LR), log=True),
+               wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(mse_key)),
+               wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(acc_key))]
+    return [
+        wr.ScatterPlot(title=f"tube: final {mse_key} vs {acc_key} (one point per run)",
+                       x=wr.SummaryMetric(mse_key), y=wr.SummaryMetric(acc_key),
+                       layout=wr.Layout(x=0, y=0, w=12, h=9)),
+        wr.LinePlot(title=f"tube trajectories: {acc_key} along {mse_key} (every epoch)", x=mse_key, y=[acc_key],
+                    layout=wr.Layout(x=12, y=0, w=12, h=9)),
+        by_alpha(acc_key, 0),
+        by_alpha(mse_key, 12),
+        wr.ParallelCoordinatesPlot(title="alpha, lr and final metrics", columns=columns,
+                                   layout=wr.Layout(x=0, y=17, w=24, h=9)),
+    ]
+
+
+def _analysis_blocks(wr, expr, entity: str, project: str, run_id: str, image_keys: Sequence[str]) -> list[Any]:
+    """The analysis run's figures in a media browser."""
+    runs = wr.Runset(entity=entity, project=project, name="analysis run", filters=expr.And(expr.Metric("ID") == run_id))
+    browser = wr.MediaBrowser(title="analysis figures", media_keys=list(image_keys), num_columns=2,
+                              layout=wr.Layout(x=0, y=0, w=24, h=14))
+    return [wr.H2("Analysis figures"), wr.PanelGrid(runsets=[runs], panels=[browser])]
+
+
 def build_report(
     entity: str,
     project: str,
@@ -176,79 +206,17 @@ def build_report(
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
 
-    sweep_runs = wr.Runset(
-        entity=entity,
-        project=project,
-        name=f"sweep {sweep_id}",
-        filters=expr.And(expr.Metric("Sweep") == sweep_id),
-    )
-    by_alpha = wr.Config(ALPHA)
-    panels = [
-        wr.ScatterPlot(
-            title=f"tube: final {mse_key} vs {acc_key} (one point per run)",
-            x=wr.SummaryMetric(mse_key),
-            y=wr.SummaryMetric(acc_key),
-            layout=wr.Layout(x=0, y=0, w=12, h=9),
-        ),
-        wr.LinePlot(
-            title=f"tube trajectories: {acc_key} along {mse_key} (every epoch)",
-            x=mse_key,
-            y=[acc_key],
-            layout=wr.Layout(x=12, y=0, w=12, h=9),
-        ),
-        wr.LinePlot(
-            title=f"{acc_key} vs epoch, by alpha",
-            x=EPOCH,
-            y=[acc_key],
-            groupby=by_alpha,
-            layout=wr.Layout(x=0, y=9, w=12, h=8),
-        ),
-        wr.LinePlot(
-            title=f"{mse_key} vs epoch, by alpha",
-            x=EPOCH,
-            y=[mse_key],
-            groupby=by_alpha,
-            layout=wr.Layout(x=12, y=9, w=12, h=8),
-        ),
-        wr.ParallelCoordinatesPlot(
-            title="alpha, lr and final metrics",
-            columns=[
-                wr.ParallelCoordinatesPlotColumn(metric=wr.Config(ALPHA)),
-                wr.ParallelCoordinatesPlotColumn(metric=wr.Config(LR), log=True),
-                wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(mse_key)),
-                wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(acc_key)),
-            ],
-            layout=wr.Layout(x=0, y=17, w=24, h=9),
-        ),
-    ]
+    sweep_runs = wr.Runset(entity=entity, project=project, name=f"sweep {sweep_id}",
+                           filters=expr.And(expr.Metric("Sweep") == sweep_id))
     blocks: list[Any] = [
         wr.P(_stats_text(sweep_id, stats, acc_key, mse_key)),
         wr.H2("The sweep"),
-        wr.PanelGrid(runsets=[sweep_runs], panels=panels),
+        wr.PanelGrid(runsets=[sweep_runs], panels=_tube_panels(wr, acc_key, mse_key)),
     ]
     if exclusions:
         blocks += [wr.H2("Runs left out"), wr.UnorderedList(items=[str(e) for e in exclusions])]
     if analysis_run_id:
-        analysis_runs = wr.Runset(
-            entity=entity,
-            project=analysis_project or project,
-            name="analysis run",
-            filters=expr.And(expr.Metric("ID") == analysis_run_id),
-        )
-        blocks += [
-            wr.H2("Analysis figures"),
-            wr.PanelGrid(
-                runsets=[analysis_runs],
-                panels=[
-                    wr.MediaBrowser(
-                        title="analysis figures",
-                        media_keys=list(image_keys),
-                        num_columns=2,
-                        layout=wr.Layout(x=0, y=0, w=24, h=14),
-                    )
-                ],
-            ),
-        ]
+        blocks += _analysis_blocks(wr, expr, entity, analysis_project or project, analysis_run_id, image_keys)
     return wr.Report(
         entity=entity,
         project=project,
@@ -262,10 +230,6 @@ def build_report(
 def _stats_text(sweep_id: str, stats: Mapping[str, Any] | None, acc_key: str, mse_key: str) -> str:
     if not stats:
         return f"Sweep {sweep_id}: {acc_key} against {mse_key}."
-
-    def num(x, fmt=".4g"):
-        return "n/a" if x is None else format(x, fmt)
-
     floor = stats.get("noise_floor") or {}
     cross = stats.get("cross_run_rho") or {}
     test = stats.get("matched_mse") or {}

@@ -10,13 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from mae_gap import metrics as M
+from mae_gap.fmt import num
+
+
+def _f(x: Any, spec: str = ".3f") -> str:  # the tables' default precision
+    return num(x, spec)
+
 
 FINAL_COLUMNS = ((M.VAL_LINEAR_ACC, "linear_acc"), (M.VAL_KNN_ACC, "knn_acc"), (M.VAL_PROBE_ACC, "probe_acc"),
                  (M.VAL_MSE, "mse"), (M.TRAIN_GRAD_RATIO, "grad_ratio"))
-
-
-def _f(x: Any, spec: str = ".3f") -> str:
-    return "n/a" if x is None else format(x, spec)
 
 
 def _seeds(values: list) -> str:

@@ -35,7 +35,7 @@ def _missing(what: str, first: str) -> WandbTooOld:
                        f"pip install 'wandb>={MIN_WANDB}'")
 
 
-def setup_singleton() -> Any | None:
+def current_wandb_setup() -> Any | None:
     """The process's W&B setup object if W&B has been set up, else None (without setting it up)."""
     try:
         from wandb.sdk import wandb_setup
