@@ -13,15 +13,14 @@ All randomness of epoch e (shuffle, crops, flips, masks) is drawn from generator
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import pytorch_lightning as pl
@@ -32,6 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 from . import metrics as M
 from .config import TrainConfig
 from .data import DataSplits, augment, check_source, load_data, normalize
+from .fileio import atomic_path
 from .grad_taps import GradTaps
 from .progress import epoch_line
 from .model import MaskedAutoencoder, param_groups, val_mask_noise
@@ -79,17 +79,6 @@ def _index_loader(n: int, batch_size: int, sampler: Sampler | None = None, drop_
                       pin_memory=pin)
 
 
-class _HostGather:
-    """collate_fn of the host data path: a list of indices -> (uint8 images, labels) gathered on the host."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
-
-    def __call__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(indices)
-        return self.images[idx], self.labels[idx]
-
-
 def steps_per_epoch(cfg: TrainConfig, n_train: int) -> int:
     """Optimizer steps per epoch: full batches per device (the last partial one is dropped), at least 1."""
     per_step = cfg.batch_size * cfg.devices
@@ -104,15 +93,22 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class MAEGapModule(pl.LightningModule):
-    """`data_on_device=False` keeps the training images on the host: the loader gathers each batch there
-    and Lightning copies it over (the classic path; same random draws, so the same losses). The default
-    (True) holds the whole data set on the training device and a batch is only a tensor of indices."""
+def lr_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The run's per-step LR schedule: warmup over cfg.warmup_epochs, then cosine to cfg.min_lr
+    (the bench's plain PyTorch loop uses this very schedule, so the two compare like for like)."""
+    per_epoch = max(1, total_steps // cfg.epochs)
+    warmup = max(1, round(cfg.warmup_epochs * per_epoch))
+    min_ratio = cfg.min_lr / cfg.effective_lr
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, total_steps, min_ratio))
 
-    def __init__(self, cfg: TrainConfig, data: DataSplits, data_on_device: bool = True):
+
+class MAEGapModule(pl.LightningModule):
+    """The whole data set lives on the training device; a training batch is a tensor of indices
+    (`gather` turns it into images and labels). The non-finite-loss check is FiniteLossWatch's."""
+
+    def __init__(self, cfg: TrainConfig, data: DataSplits):
         super().__init__()
         self.cfg = cfg
-        self.data_on_device = data_on_device
         self.model = MaskedAutoencoder(cfg)
         if cfg.alpha_mode == "weighted" and cfg.alpha == 0:
             # The head is out of the objective and the optimizer; freezing it also keeps DDP from
@@ -123,9 +119,6 @@ class MAEGapModule(pl.LightningModule):
         self._compiled = (torch.compile(self.model),) if cfg.compile else ()
         self.data = data  # moved to the training device in on_fit_start
         self.history: list[dict[str, float]] = []  # one row per epoch, exactly what is logged
-        self.pending_finite: torch.Tensor | None = None  # last step's finite flags, read one step later
-        self.pending_step = 0
-        self._finite_event = None
         self._train_s: float | None = None
         self._train_sums: torch.Tensor | None = None
         self._val_row: dict[str, float] = {}
@@ -138,14 +131,10 @@ class MAEGapModule(pl.LightningModule):
     # ------------------------------------------------------------------ set-up
 
     def on_fit_start(self) -> None:
-        if self.data_on_device:
-            self.data = self.data.to(self.device)
-        else:  # training images stay on the host; validation data moves
-            self.data = dataclasses.replace(
-                self.data,
-                val_images=self.data.val_images.to(self.device),
-                val_labels=self.data.val_labels.to(self.device),
-            )
+        self.data = self.data.to(self.device)
+        self.make_val_noise()
+
+    def make_val_noise(self) -> None:
         n_val = self.data.val_labels.shape[0]
         # Fixed validation masks: row i depends only on (mask_seed, i) (SPEC §4).
         self.val_noise = val_mask_noise(self.cfg.mask_seed, torch.arange(n_val), self.cfg.num_patches).to(self.device)
@@ -153,11 +142,7 @@ class MAEGapModule(pl.LightningModule):
     def train_dataloader(self) -> DataLoader:
         n = self.data.train_labels.shape[0]
         sampler, drop_last = EpochShuffle(n, self.cfg.seed), n >= self.cfg.batch_size
-        if self.data_on_device:
-            return _index_loader(n, self.cfg.batch_size, sampler, drop_last, pin=self.device.type == "cuda")
-        return DataLoader(range(n), batch_size=self.cfg.batch_size, sampler=sampler, drop_last=drop_last, num_workers=0,
-                          collate_fn=_HostGather(self.data.train_images, self.data.train_labels),
-                          pin_memory=self.device.type == "cuda")  # pinned batches: asynchronous copies
+        return _index_loader(n, self.cfg.batch_size, sampler, drop_last, pin=self.device.type == "cuda")
 
     def val_dataloader(self) -> DataLoader:
         return _index_loader(self.data.val_labels.shape[0], self.cfg.eval_batch_size, pin=self.device.type == "cuda")
@@ -166,12 +151,7 @@ class MAEGapModule(pl.LightningModule):
         cfg = self.cfg
         fused = self.device.type == "cuda"
         opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.effective_lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
-        total = self.trainer.estimated_stepping_batches
-        steps_per_epoch = max(1, total // cfg.epochs)
-        warmup = max(1, round(cfg.warmup_epochs * steps_per_epoch))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, warmup, total, cfg.min_lr / cfg.effective_lr)
-        )
+        sched = lr_schedule(opt, cfg, self.trainer.estimated_stepping_batches)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ training
@@ -184,58 +164,32 @@ class MAEGapModule(pl.LightningModule):
         self._train_sums = torch.zeros(8, device=self.device)
         self.gen = torch.Generator(self.device).manual_seed(_epoch_seed(self.cfg.seed, self.current_epoch, 1))
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self.check_finite()
+    def gather(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of indices -> (uint8 images, labels), gathered from the device-resident data set."""
+        idx = batch.to(self.device, non_blocking=True)
+        return self.data.train_images[idx], self.data.train_labels[idx]
 
-    def training_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         # No host sync anywhere in here (no .item(), no tensors built from Python data, no blocking
         # copies): the host only queues work, and metrics stay on the device until the epoch ends.
-        if isinstance(batch, (tuple, list)):  # host data path: (uint8 images, labels), already copied over
-            images, labels = batch
-        else:  # device data path: a batch is a tensor of indices into the device-resident data set
-            idx = batch.to(self.device, non_blocking=True)
-            images, labels = self.data.train_images[idx], self.data.train_labels[idx]
+        images, labels = self.gather(batch)
         b = labels.shape[0]
         imgs = augment(images, generator=self.gen)  # (B, 3, S, S) float
         noise = torch.rand(b, self.cfg.num_patches, device=self.device, generator=self.gen)
         self._taps = GradTaps(self.device)  # filled by this step's backward, read in on_after_backward
         out = self.train_forward(imgs, labels, self.cfg.alpha, self.cfg.alpha_mode, noise=noise, taps=self._taps)
 
-        terms = torch.stack([out.rec_loss, out.head_ce, out.probe_ce, out.loss]).detach().float()
-        self._watch_finite(terms)
+        terms = torch.stack([out.rec_loss, out.head_ce, out.probe_ce, out.loss]).detach().float()  # LOSS_TERMS
         correct = (out.head_logits.argmax(1) == labels).sum().float()
         # terms.roll(1) = (loss, rec, head_ce, probe_ce); a Python-list index would copy host data over
         self._train_sums[:6] += torch.cat([terms.roll(1) * b, torch.stack([correct, correct.new_full((), float(b))])])
         self._train_images += b
-        return out.loss
+        return {"loss": out.loss, "terms": terms}  # FiniteLossWatch reads the terms
 
     def on_after_backward(self) -> None:
         # The hooks of this step's GradTaps have fired: the effective alpha of the step, on the device.
         self._train_sums[6] += self._taps.ratio()
         self._train_sums[7] += 1
-
-    def _watch_finite(self, terms: torch.Tensor) -> None:
-        # Copy the flags to the host without waiting; they are read at the start of the next step,
-        # so detection costs no sync in the step and a divergent run stops within one step.
-        flags = torch.isfinite(terms)
-        self._finite_event = None
-        if flags.device.type == "cuda":
-            host = torch.empty(flags.shape, dtype=torch.bool, pin_memory=True)
-            host.copy_(flags, non_blocking=True)
-            self._finite_event = torch.cuda.Event()
-            self._finite_event.record()
-            flags = host
-        self.pending_finite, self.pending_step = flags, self.global_step
-
-    def check_finite(self) -> None:
-        if self.pending_finite is None:
-            return
-        if self._finite_event is not None:
-            self._finite_event.synchronize()  # waits for the previous step's forward only
-        flags, self.pending_finite = self.pending_finite, None
-        if not bool(flags.all()):
-            term = LOSS_TERMS[int((~flags).nonzero()[0])]
-            raise NonFiniteLoss(self.current_epoch + 1, self.pending_step, term)
 
     # ------------------------------------------------------------------ validation
 
@@ -279,7 +233,6 @@ class MAEGapModule(pl.LightningModule):
     # ------------------------------------------------------------------ one row per epoch
 
     def on_train_epoch_end(self) -> None:
-        self.check_finite()
         sums = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum").tolist()
         loss, rec, head_ce, probe_ce, head_correct, n, ratio_sum, steps = sums
         probe_ce = probe_ce if self.cfg.online_probe else float("nan")
@@ -323,23 +276,65 @@ class MAEGapModule(pl.LightningModule):
             self._train_s = time.perf_counter() - self._epoch_t0
 
 
+class FiniteLossWatch(pl.Callback):
+    """Stops the run at a NaN/inf loss term (SPEC §7) within one step, at no host sync in the step.
+
+    Each step's finite flags are copied to the host without waiting and read at the start of the
+    next step (and at the epoch's end, before its row is logged: a plain Callback's
+    on_train_epoch_end runs before the module's).
+    """
+
+    def __init__(self):
+        self.pending: torch.Tensor | None = None  # the last step's flags, read one step later
+        self.pending_step = self._step = 0
+        self._event: torch.cuda.Event | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        flags = torch.isfinite(outputs["terms"])
+        self._event = None
+        if flags.device.type == "cuda":
+            host = torch.empty(flags.shape, dtype=torch.bool, pin_memory=True)
+            host.copy_(flags, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+            flags = host
+        self.pending, self.pending_step = flags, self._step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self.check(trainer.current_epoch)
+        self._step = trainer.global_step  # this step's number (the optimizer step counts it before batch end)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check(trainer.current_epoch)
+
+    def check(self, epoch: int) -> None:
+        """Raises NonFiniteLoss (1-based epoch) if the last step's flags say so."""
+        if self.pending is None:
+            return
+        if self._event is not None:
+            self._event.synchronize()  # waits for the previous step's forward only
+        flags, self.pending = self.pending, None
+        if not bool(flags.all()):
+            term = LOSS_TERMS[int((~flags).nonzero()[0])]
+            raise NonFiniteLoss(epoch + 1, self.pending_step, term)
+
+
 class EpochCheckpoint(Checkpoint):
     """Keeps only the latest epoch-end checkpoint at `path`, written atomically.
 
     A `Checkpoint` subclass so that Lightning calls it after the module's on_train_epoch_end (the
-    epoch's row is logged first). Write to a temporary file, then rename: a preempted run never
-    finds a half-written checkpoint.
+    epoch's row is logged first). Written to a temporary file, then renamed (mae_gap.fileio.atomic_path):
+    a preempted run never finds a half-written checkpoint.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # the whole training state (said, so Lightning need not)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:  # rank > 0 writes nothing: the target is left alone there
+            trainer.save_checkpoint(tmp, weights_only=False)  # the whole training state (said, so Lightning need not)
 
 
 # ---------------------------------------------------------------------- entry point
@@ -363,7 +358,6 @@ class FitResult:
     module: MAEGapModule
     trainer: pl.Trainer
     data_fingerprint: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def build_trainer(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
@@ -387,18 +381,19 @@ def build_trainer(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.C
 
 
 def fit(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.Callback] = (),
-        ckpt_path: str | None = None, data: DataSplits | None = None, data_on_device: bool = True) -> FitResult:
+        ckpt_path: str | None = None, data: DataSplits | None = None,
+        module_cls: type[MAEGapModule] = MAEGapModule) -> FitResult:
     """Train one run: config -> data -> model -> Lightning. Raises NonFiniteLoss on divergence.
 
-    data_on_device=False keeps the training images on the host (reference path; see MAEGapModule).
+    `module_cls` is MAEGapModule, or a subclass of it (the bench's host-data reference path).
     """
     if data is None:
         check_source(cfg)  # cheap, before any decoding or device work
         data = load_data(cfg)
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
-    module = MAEGapModule(cfg, data, data_on_device=data_on_device)
+    module = module_cls(cfg, data)
     with quiet_lightning():
-        trainer = build_trainer(cfg, logger, callbacks)
+        trainer = build_trainer(cfg, logger, [FiniteLossWatch(), *callbacks])
         trainer.fit(module, ckpt_path=ckpt_path)
     return FitResult(module.history, module, trainer, data.fingerprint)
 
