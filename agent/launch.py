@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -39,22 +38,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.spawn import spawn
 from agent.sweep_config import SweepConfigError, parse_gpus, relpath
+from analysis.sweep_path import SweepPathError
+from analysis.sweep_path import parse_sweep_path as _parse
 
-SWEEP_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 POLL_S = 0.2
 
 
 def parse_sweep_path(text: str) -> tuple[str, str, str]:
-    """ENTITY/PROJECT/SWEEP_ID -> its three parts; raises SweepConfigError with the fix."""
-    parts = text.strip().split("/")
-    if len(parts) != 3 or not all(SWEEP_PART.match(p) for p in parts):
+    """ENTITY/PROJECT/SWEEP_ID (all three, no URL: what `wandb agent` is given) -> its three parts,
+    by `analysis.sweep_path.parse_sweep_path` (W&B's rules); raises SweepConfigError with the fix."""
+    try:
+        entity, project, sweep_id = _parse(text, use_env=False, url=False, full=True)
+        return str(entity), str(project), sweep_id
+    except SweepPathError:
+        parts = text.strip().split("/")
         hint = ""
         if len(parts) == 1 and parts[0]:
             hint = " (add the entity and project)"
         elif text.startswith(("http://", "https://")):
             hint = " (not the URL: take ENTITY/PROJECT/SWEEP_ID from it)"
-        raise SweepConfigError(f"sweep {text!r} is not ENTITY/PROJECT/SWEEP_ID, e.g. my-team/mae-gap-smoke/ab12cd34{hint}")
+        raise SweepConfigError(f"sweep {text!r} is not ENTITY/PROJECT/SWEEP_ID, e.g. my-team/mae-gap-smoke/ab12cd34{hint}") from None
     return parts[0], parts[1], parts[2]
 
 
@@ -143,15 +148,10 @@ class Agents:
                   flush=True)
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(log, "ab")
-        fh.write(f"# agent.launch {name}: CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES')} "
-                 f"{shlex.join(cmd)}\n".encode())
-        fh.flush()
         # its own process group: a terminal Ctrl-C reaches the agent once, through forward()
-        kwargs: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
         seen = len(self.history)
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, **kwargs)
+        proc, fh = spawn(cmd, env, log, [f"agent.launch {name}: CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES')} "
+                                         f"{shlex.join(cmd)}"])
         agent = AgentProc(name, proc, str(log), fh, seen)
         self.procs.append(agent)
         self._catch_up(agent)  # a Ctrl-C during Popen reaches this agent too

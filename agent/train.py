@@ -218,11 +218,11 @@ def epochs_in_wandb(run) -> set[int]:
     if getattr(run.settings, "mode", "") not in ("offline", "dryrun"):
         last = (dict(run.summary or {}) if run.resumed else {}).get(M.EPOCH)
         return set(range(1, int(last) + 1)) if isinstance(last, (int, float)) else set()
-    from analysis.offline import read_offline_history
+    from analysis.offline_runs import read_offline_history, run_folders
 
     root = Path(run.settings.wandb_dir)
     epochs: set[int] = set()
-    for folder in root.glob(f"offline-run-*-{run.id}"):
+    for folder in run_folders(root, run.id):
         if Path(folder).resolve() == Path(run.dir).parent.resolve():
             continue  # this attempt's own folder
         with contextlib.suppress(OSError, ValueError):

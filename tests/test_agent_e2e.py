@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import isolated_wandb_env  # noqa: E402
 from fake_wandb import FakeRun, FakeWandb  # noqa: E402
 
-from analysis.offline import iter_wandb_records, load_offline_runs, read_offline_run  # noqa: E402
+from analysis.offline import load_offline_runs  # noqa: E402
+from analysis.offline_runs import offline_wandb_state, read_offline_run, run_folders  # noqa: E402
 from mae_gap import metrics as M  # noqa: E402
 from mae_gap.config import PRESETS  # noqa: E402
 
@@ -77,27 +78,17 @@ def sweep_yaml(name: str, swept: dict[str, list], **constants) -> str:
     return text
 
 
-def run_folders(wandb_dir: Path, run_id: str) -> list[Path]:
-    """The offline run folders of `run_id`, oldest first (one per start of the run)."""
-    return sorted(Path(wandb_dir, "wandb").glob(f"offline-run-*-{run_id}"))
-
-
 def marked_preempting(run_dir: Path) -> bool:
-    wfile = next(run_dir.glob("run-*.wandb"))
-    return any(rec.WhichOneof("record_type") == "preempting" for rec in iter_wandb_records(wfile))
+    return read_offline_run(run_dir)["preempting"]
 
 
 def offline_state(wandb_dir: Path, run_id: str) -> str | None:
-    """The state W&B would give a run from what its (offline) process recorded last."""
+    """The state W&B would give a run from what its (offline) process recorded last
+    (`analysis.offline_runs`: the folders of one run, oldest first, and the state of the last)."""
     folders = run_folders(wandb_dir, run_id)
     if not folders:
         return None  # never got as far as wandb.init
-    last = read_offline_run(folders[-1])
-    if not last["complete"]:  # died without an exit record (killed, wandb-core lost)
-        return "preempted" if marked_preempting(folders[-1]) else "crashed"
-    if last["exit_code"] == 0:
-        return "finished"
-    return "preempted" if marked_preempting(folders[-1]) else "failed"
+    return offline_wandb_state(read_offline_run(folders[-1]))
 
 
 def wandb_procs(wandb_dir: Path, run_id: str | None = None) -> list[int]:

@@ -185,3 +185,43 @@ def test_a_failed_agent_makes_the_launcher_fail(fake_wandb, tmp_path):
     res = launch(SWEEP, "--gpus", "0", "--stagger", "0", "--log-dir", str(tmp_path / "logs2"),
                  env=dict(env, FAKE_WANDB_FAIL_ON="x"))
     assert res.returncode == 0 and "all 1 agent(s) done" in res.stdout
+
+
+def test_spawn_writes_the_header_and_runs_in_its_own_group(tmp_path):
+    from agent.spawn import spawn
+
+    log = tmp_path / "logs" / "child.log"
+    proc, fh = spawn([sys.executable, "-c", "import os; print(os.getpgid(0) == os.getpid())"], dict(os.environ), log,
+                     ["first line", "second line"])
+    assert proc.wait(timeout=60) == 0
+    fh.close()
+    assert log.read_text().splitlines() == ["# first line", "# second line", "True"]
+    with pytest.raises(OSError):
+        spawn([str(tmp_path / "no-such-program")], dict(os.environ), log)
+    assert log.read_text().splitlines()[-1].startswith("# could not start: ")
+
+
+def test_one_sweep_path_parser_with_wandbs_rules(monkeypatch):
+    """W&B's rule (wandb/sdk/launch/sweeps/utils.py parse_sweep_id): 1-3 parts split on "/", the
+    path's entity/project win, empty parts fall back; analysis.pull, agent.launch and agent.local
+    all parse with analysis.sweep_path."""
+    import analysis.pull as pull
+    from analysis.runs import PullError
+    from analysis.selection import select_runs
+    from analysis.sweep_path import SweepPathError, parse_sweep_path
+    from analysis.tidy import tidy_table
+
+    monkeypatch.delenv("WANDB_ENTITY", raising=False)
+    monkeypatch.setenv("WANDB_PROJECT", "env-p")
+    assert parse_sweep_path("e/p/ab.c-d_1") == ("e", "p", "ab.c-d_1")
+    assert parse_sweep_path("p/x", "e2", "p2") == ("e2", "p", "x")  # the path wins over the arguments
+    assert parse_sweep_path("/p/x", "e2") == ("e2", "p", "x")  # an empty part falls back, as in wandb
+    assert parse_sweep_path("x") == (None, "env-p", "x") and parse_sweep_path("x", use_env=False) == (None, None, "x")
+    assert parse_sweep_path("wandb.ai/e/p/sweeps/x") == ("e", "p", "x")
+    for bad, kw in [("", {}), ("a/b/c/d", {}), ("e/p/a b", {}), ("e/p/..", {}), ("e/p/", {}), ("e/p/x/", {}),
+                    ("p/x", {"full": True}), ("e//x", {"full": True}), ("https://wandb.ai/e/p/sweeps/x", {"url": False})]:
+        with pytest.raises(SweepPathError):
+            parse_sweep_path(bad, **kw)
+    with pytest.raises(PullError, match="expected ENTITY/PROJECT/ID"):
+        pull.parse_sweep("a/b/c/d")
+    assert pull.PullError is PullError and pull.select_runs is select_runs and pull.tidy_table is tidy_table

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from agent import local
-from analysis.offline import iter_wandb_records, read_offline_run
+from analysis.offline_runs import iter_wandb_records, read_offline_run
 from agent.sweep_config import grid, load, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -391,3 +391,9 @@ def test_smoke_sweep_with_the_real_trainer(tmp_path):
     assert run["state"] == "finished", Path(run["log"]).read_text()[-3000:]
     assert 0.0 < run["summary"]["val/mse"] and 0.0 <= run["summary"]["val/linear_acc"] <= 1.0
     assert run["summary"]["epoch"] == 1
+
+
+def test_agent_local_reads_summaries_without_pandas():
+    code = "import sys, agent.local; assert 'pandas' not in sys.modules, 'agent.local imported pandas'"
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

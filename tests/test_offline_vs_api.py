@@ -27,8 +27,12 @@ from conftest import isolated_wandb_env, serve_fake_wandb  # noqa: E402
 from fake_wandb import FakeWandb  # noqa: E402
 
 from analysis import EPOCH, RUN_ID, TIDY_COLUMNS  # noqa: E402
-from analysis.offline import load_offline, load_offline_runs, read_offline_run  # noqa: E402
+from analysis.offline import load_offline, load_offline_runs  # noqa: E402
+from agent.local import find_run_dir  # noqa: E402
+from analysis.offline_runs import offline_state, offline_wandb_state, read_offline_run, run_folders  # noqa: E402
 from analysis.pull import pull_sweep  # noqa: E402
+from analysis.runs import tidy_state  # noqa: E402
+from analysis.selection import select_runs  # noqa: E402
 from mae_gap import metrics as M  # noqa: E402
 
 wandb = pytest.importorskip("wandb")
@@ -117,3 +121,70 @@ def test_agent_local_offline_runs_and_the_same_runs_through_the_api_give_one_tab
 
     # Every column is the same, values and dtypes: none legitimately differs.
     pd.testing.assert_frame_equal(tidy(pulled.table), tidy(table), check_exact=True)
+
+
+def write_run_file(folder: Path, run_id: str, exit_code: int | None = None, preempting: bool = False) -> Path:
+    """A minimal `run-<id>.wandb` (run record, optional preempting and exit records) in `folder`."""
+    import struct
+    import zlib
+
+    from analysis.wandb_compat import record_protos
+
+    pb = record_protos()
+    recs = [pb.Record()]
+    recs[0].run.run_id = run_id
+    if preempting:
+        recs.append(pb.Record())
+        recs[-1].preempting.SetInParent()
+    if exit_code is not None:
+        recs.append(pb.Record())
+        recs[-1].exit.exit_code = exit_code
+    data = b":W&B\xe1\xbe\x00"
+    for rec in recs:
+        body = rec.SerializeToString()
+        data += struct.pack("<IHB", zlib.crc32(body, zlib.crc32(b"\x01")) & 0xFFFFFFFF, len(body), 1) + body
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"run-{run_id}.wandb").write_bytes(data)
+    return folder
+
+
+def test_run_folders_follow_wandbs_names_and_order(tmp_path):
+    """`<mode>-<time>-<id>[-<n>]` (wandb_settings.sync_dir, wandb_init.set_sync_dir_suffix): the id is
+    the one of the run file inside, so `-<n>` and ids with dashes are told apart; oldest first."""
+    w = tmp_path / "wandb"
+    earlier = write_run_file(w / "offline-run-20260101_115959-ab", "ab")
+    same_second = write_run_file(w / "offline-run-20260101_120000-ab", "ab")
+    suffixed = write_run_file(w / "offline-run-20260101_120000-ab-1", "ab", exit_code=0)
+    dashed = write_run_file(w / "offline-run-20260101_120000-ab-2x", "ab-2x")
+    online = write_run_file(w / "run-20260101_120500-ab", "ab")
+    (w / "latest-run").symlink_to(suffixed)
+    assert run_folders(tmp_path, "ab") == run_folders(w, "ab") == [earlier, same_second, suffixed, online]
+    assert run_folders(tmp_path, "ab-2x") == [dashed] and run_folders(tmp_path, "b") == []
+    assert len(run_folders(tmp_path)) == 5
+    assert find_run_dir(tmp_path, "ab") == online and find_run_dir(tmp_path, "zz") is None  # agent.local's
+    assert read_offline_run(suffixed)["exit_code"] == 0
+
+
+@pytest.mark.parametrize("exit_code, preempting, wandb_state, tidy, raw", [
+    (0, False, "finished", "finished", "finished"),
+    (0, True, "finished", "finished", "finished"),
+    (143, False, "preempted", "crashed", "preempted (exit code 143)"),
+    (130, True, "preempted", "crashed", "preempted (exit code 130)"),
+    (1, True, "preempted", "crashed", "preempted (exit code 1)"),  # W&B: non-zero exit while preempting
+    (1, False, "failed", "failed", "failed (exit code 1)"),
+    (None, True, "preempted", "crashed", "preempted (no exit record)"),
+    (None, False, "crashed", "crashed", "crashed (no exit record)"),
+])
+def test_offline_state_is_the_state_wandb_gives(tmp_path, exit_code, preempting, wandb_state, tidy, raw):
+    folder = write_run_file(tmp_path / "wandb" / "offline-run-20260101_120000-r1", "r1", exit_code, preempting)
+    info = read_offline_run(folder)
+    assert info["preempting"] is preempting
+    assert offline_wandb_state(info) == wandb_state and tidy_state(wandb_state) == tidy  # = the API path's mapping
+    assert offline_state(info) == (tidy, raw)
+    result = load_offline_runs(tmp_path)
+    (run,) = result.runs
+    assert (run.state, run.wandb_state) == (tidy, raw)
+    _, exclusions = select_runs(result.table, "val/linear_acc", "val/mse", runs=result.runs)
+    assert [e.reason for e in exclusions] == (
+        ["no history (no epoch was logged)"] if tidy == "finished" else [f"{tidy} (W&B state {raw})"])
+

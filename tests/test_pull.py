@@ -39,19 +39,11 @@ from analysis import (  # noqa: E402
     TIDY_DTYPES,
 )
 from analysis.offline import load_offline, load_offline_runs  # noqa: E402
-from analysis.pull import (  # noqa: E402
-    PullError,
-    PullIncomplete,
-    RetryPolicy,
-    RetryStats,
-    RunInfo,
-    call_with_retries,
-    classify_error,
-    parse_sweep,
-    pull_sweep,
-    select_runs,
-    tidy_table,
-)
+from analysis.pull import parse_sweep, pull_sweep  # noqa: E402
+from analysis.retries import RetryPolicy, RetryStats, call_with_retries, classify_error  # noqa: E402
+from analysis.runs import PullError, PullIncomplete, RunInfo  # noqa: E402
+from analysis.selection import select_runs  # noqa: E402
+from analysis.tidy import tidy_table  # noqa: E402
 from mae_gap import metrics as M  # noqa: E402
 
 wandb = pytest.importorskip("wandb")
@@ -593,3 +585,4 @@ def test_run_columns_record_what_ran_and_duplicates_follow_it():
     assert first.loc["g0", STEPS] == 60 and first.loc["cn", STEPS] == -1
     used, excl = select_runs(table, M.VAL_LINEAR_ACC, M.VAL_MSE, runs=runs)
     assert [(e.run_id, e.reason.split(" of ")[0]) for e in excl] == [("c0", "duplicate grid point")]
+

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.offline import read_offline_run
+from analysis.offline_runs import read_offline_run, run_folders
 from mae_gap import metrics as M
 from mae_gap.config import PRESETS
 
@@ -36,7 +36,7 @@ def train(env, *args, **kw) -> subprocess.CompletedProcess:
 
 
 def offline_runs(wandb_dir: str, run_id: str = "*") -> list[dict]:
-    dirs = sorted(Path(wandb_dir, "wandb").glob(f"offline-run-*-{run_id}"))
+    dirs = run_folders(wandb_dir, None if run_id == "*" else run_id)
     return [read_offline_run(d) for d in dirs]
 
 

@@ -1,0 +1,114 @@
+"""What the analysis knows of a sweep's runs besides their histories (pandas-free).
+
+`RunInfo` (one run), `PullResult` (a pull or offline read), the run states of the tidy table
+(`tidy_state`: W&B's state -> finished | failed | crashed | running) and the errors of a pull.
+Shared by the W&B pull (`analysis.pull`) and the offline reader (`analysis.offline_runs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis import STATE_CRASHED, STATE_FAILED, STATE_FINISHED, STATE_RUNNING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# W&B run states -> the tidy table's four states.
+WANDB_STATES = {
+    "finished": STATE_FINISHED,
+    "failed": STATE_FAILED,
+    "killed": STATE_FAILED,  # stopped by a user
+    "crashed": STATE_CRASHED,  # heartbeat lost
+    "preempted": STATE_CRASHED,  # preempted, not (yet) resumed
+    "running": STATE_RUNNING,
+    "pending": STATE_RUNNING,
+    "preempting": STATE_RUNNING,
+}
+ENDED_STATES = (STATE_FINISHED, STATE_FAILED, STATE_CRASHED)  # histories that are cached for good
+
+NO_HISTORY, UNKNOWN_STEP = -1, -2  # RunInfo.last_step: the run has no history row / W&B did not say
+
+
+class PullError(RuntimeError):
+    """A pull (or offline read) that cannot go on; the message is one line for the user."""
+
+
+class PullIncomplete(PullError):
+    """Some runs' histories could not be pulled; the others are cached (a re-run resumes)."""
+
+    def __init__(self, message: str, failed: Mapping[str, str]):
+        super().__init__(message)
+        self.failed = dict(failed)
+
+
+def tidy_state(wandb_state: str | None) -> str:
+    """W&B's run state (any case) as one of the tidy table's states; unknown -> crashed."""
+    return WANDB_STATES.get(str(wandb_state or "").lower(), STATE_CRASHED)
+
+
+def run_label(run_id: str, run_name: str) -> str:
+    """"name (id)", or just the id when the run has no other name."""
+    return run_name if run_name == run_id else f"{run_name} ({run_id})"
+
+
+@dataclass
+class RunInfo:
+    """What the analysis keeps of one run besides its history."""
+
+    run_id: str
+    run_name: str
+    state: str  # tidy state: finished | failed | crashed | running
+    wandb_state: str = ""  # the state W&B (or the offline files) reported
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    sweep_id: str | None = None
+    entity: str | None = None
+    project: str | None = None
+    created: str = ""
+    last_step: int = -1  # last history step W&B knows of (NO_HISTORY = -1: none, UNKNOWN_STEP = -2: not said)
+    sources: list[str] = field(default_factory=list)  # offline folders it was read from
+
+    @property
+    def label(self) -> str:
+        return run_label(self.run_id, self.run_name)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RunInfo:
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class PullResult:
+    """The tidy table of a sweep plus what the pull (or offline read) learnt on the way."""
+
+    table: pd.DataFrame  # the tidy table of every run (TIDY_COLUMNS)
+    runs: list[RunInfo]  # every run found, in W&B's order (creation time), with or without rows
+    sweep: str  # "entity/project/id" (API) or the sweep id / group found offline
+    source: str  # "api", "cache" or "offline"
+    pulled: list[str] = field(default_factory=list)  # run ids whose history was fetched now
+    cached: list[str] = field(default_factory=list)  # run ids whose history came from the cache
+    retries: int = 0  # operations re-tried by analysis.pull
+    failures: dict[str, int] = field(default_factory=dict)  # failed HTTP attempts seen, by kind
+    seconds: float = 0.0  # wall time of the pull (or read)
+    duplicate_epochs: dict[str, int] = field(default_factory=dict)  # run id -> epochs logged > once
+    ignored_rows: int = 0  # history rows without an epoch
+    requests_made: bool = False  # False when everything came from the cache
+    cache_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def entity_project(self) -> tuple[str | None, str | None]:
+        parts = self.sweep.split("/")
+        return (parts[0], parts[1]) if len(parts) == 3 else (None, None)
+
+    @property
+    def sweep_id(self) -> str:
+        return self.sweep.split("/")[-1]

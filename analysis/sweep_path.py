@@ -1,0 +1,54 @@
+"""The one parser of a W&B sweep path (`entity/project/id`), for every command of the project.
+
+W&B's own rule (`wandb agent` and `wandb sweep`'s scheduler go through it:
+`parse_sweep_id` in wandb's launch/sweeps/utils.py:24-53, called at wandb/wandb_agent.py:724-731 and
+wandb/cli/cli.py:2064-2069): the path is split on "/" into 1, 2 or 3 parts, `id`, `project/id` or
+`entity/project/id`; more parts are an error; an empty entity or project part falls back to the
+entity / project given otherwise. W&B checks no characters; this parser adds only what keeps a
+path usable here: no whitespace in a part (a shell would split it), a non-empty id that is not
+"." or ".." (it names a cache folder). A W&B sweep URL (`.../<entity>/<project>/sweeps/<id>`) is
+read too, unless `url=False` (a path handed on to `wandb agent`, which takes no URL).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+_URL = re.compile(r"([^/\s]+)/([^/\s]+)/sweeps/([^/?#\s]+)")
+
+
+class SweepPathError(ValueError):
+    """A sweep path that is not `entity/project/id` (the message is one line for the user)."""
+
+
+def parse_sweep_path(
+    text: str,
+    entity: str | None = None,
+    project: str | None = None,
+    *,
+    use_env: bool = True,
+    url: bool = True,
+    full: bool = False,
+) -> tuple[str | None, str | None, str]:
+    """`entity/project/id`, `project/id` or `id` -> (entity or None, project or None, id).
+
+    A part of the path wins over `entity` / `project`, which win over WANDB_ENTITY /
+    WANDB_PROJECT (only with `use_env`), as in `wandb agent`. `full=True` wants all three
+    parts in the path itself. Raises SweepPathError.
+    """
+    s = str(text or "").strip()
+    if not s:
+        raise SweepPathError("no sweep id given")
+    m = _URL.search(s) if url else None
+    parts = list(m.groups()) if m else s.split("/")
+    if not 1 <= len(parts) <= 3 or (full and len(parts) != 3):
+        raise SweepPathError(f"sweep {text!r}: expected ENTITY/PROJECT/ID" + ("" if full else ", PROJECT/ID or ID"))
+    if any(re.search(r"\s", p) for p in parts) or (full and not all(parts)):
+        raise SweepPathError(f"sweep {text!r}: expected ENTITY/PROJECT/ID without spaces or empty parts")
+    sid = parts[-1]
+    if sid in ("", ".", ".."):
+        raise SweepPathError(f"sweep {text!r}: no sweep id after the last '/'")
+    e = (parts[0] if len(parts) == 3 else "") or entity or (os.environ.get("WANDB_ENTITY") if use_env else None)
+    p = (parts[-2] if len(parts) >= 2 else "") or project or (os.environ.get("WANDB_PROJECT") if use_env else None)
+    return e or None, p or None, sid
