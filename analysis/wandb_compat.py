@@ -11,7 +11,7 @@ have each part (checked against the released wheels; `pyproject.toml` states the
 | `Api._runs` (the Runs cache), `Api.runs(lazy=...)` | 0.22.1 |
 | `Settings.x_graphql_retry_max` (wandb-core's API retries) | 0.26.0 |
 | `Settings.stop_fn` (how a stop from the UI reaches the program) | 0.27.0 |
-| `Settings.x_transaction_log_flush_interval` (optional: older wandb keeps its own flushing) | 0.31.0 |
+| `Settings.x_transaction_log_flush_interval` (a run killed with its wandb-core keeps what it logged; 0.27–0.30 write the run file only as buffers fill, so a double kill lost every record of the attempt, the preempting mark included) | 0.31.0 |
 | `wandb.sdk.launch.sweeps.utils.create_sweep_command(_args)`, `wandb.sdk.lib.config_util` | 0.12 |
 | `wandb.proto.wandb_internal_pb2` (the offline `.wandb` records) | 0.12 |
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-MIN_WANDB = "0.27.0"
+MIN_WANDB = "0.31.0"
 
 
 class WandbTooOld(RuntimeError):
@@ -83,17 +83,11 @@ def run_settings(stop_fn: Callable[[], None] | None = None, flush_interval_s: fl
         if "stop_fn" not in fields:
             raise _missing("Settings.stop_fn", "0.27.0")
         values["stop_fn"] = stop_fn
-    if flush_interval_s is not None and "x_transaction_log_flush_interval" in fields:
+    if flush_interval_s is not None:
+        if "x_transaction_log_flush_interval" not in fields:
+            raise _missing("Settings.x_transaction_log_flush_interval", "0.31.0")
         values["x_transaction_log_flush_interval"] = flush_interval_s
     return wandb.Settings(**values)
-
-
-def can_flush_run_file() -> bool:
-    """Whether wandb-core can be told to flush the run file while the run goes on (wandb >= 0.31);
-    before, a run killed with its wandb-core keeps only what filled whole buffers."""
-    import wandb
-
-    return "x_transaction_log_flush_interval" in getattr(wandb.Settings, "model_fields", {})
 
 
 def sweep_command_functions():
