@@ -106,15 +106,26 @@ def _checkpoint_epoch(path: Path) -> int | None:
         return None
 
 
+def _train_until_checkpoint(env, args, run_id: str, epoch: int):
+    """Starts `agent.train` as run `run_id` and waits until its checkpoint holds Lightning's
+    0-based `epoch` (epoch + 1 epochs done); returns (the process, the checkpoint path)."""
+    ckpt = Path(env["WANDB_DIR"], "checkpoints", run_id, "last.ckpt")
+    proc = subprocess.Popen([sys.executable, "-m", "agent.train", *args, f"--resume={run_id}"], env=env,
+                            cwd=env["WANDB_DIR"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while _checkpoint_epoch(ckpt) != epoch:
+        assert proc.poll() is None and time.monotonic() < deadline, f"run ended before checkpoint epoch {epoch}"
+        time.sleep(0.05)
+    return proc, ckpt
+
+
+def _wandb_core_of(pid: int) -> list[int]:
+    return [c for c in _children(pid) if "wandb-core" in Path(f"/proc/{c}/cmdline").read_text()]
+
+
 def test_sigterm_then_resume_gives_each_epoch_once_and_the_uninterrupted_result(wandb_env):
     args = [*TINY, "--epochs=5", "--train_limit=1024", "--val_limit=128", "--batch_size=32", "--knn_every=0"]
-    ckpt = Path(wandb_env["WANDB_DIR"], "checkpoints", "pre123", "last.ckpt")
-    proc = subprocess.Popen([sys.executable, "-m", "agent.train", *args, "--resume=pre123"], env=wandb_env,
-                            cwd=wandb_env["WANDB_DIR"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while _checkpoint_epoch(ckpt) != 1:  # Lightning's 0-based epoch 1 = two epochs done
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended before its second checkpoint"
-        time.sleep(0.05)
+    proc, ckpt = _train_until_checkpoint(wandb_env, args, "pre123", 1)  # two epochs done
     proc.send_signal(signal.SIGTERM)  # during epoch 3
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
@@ -150,15 +161,9 @@ def test_sigterm_to_the_run_and_its_wandb_core_loses_no_logged_epoch(wandb_env):
     from agent.train import FLUSH_INTERVAL_S
 
     args = [*TINY, "--epochs=4", "--train_limit=1024", "--val_limit=128", "--batch_size=32", "--knn_every=0"]
-    ckpt = Path(wandb_env["WANDB_DIR"], "checkpoints", "both123", "last.ckpt")
-    proc = subprocess.Popen([sys.executable, "-m", "agent.train", *args, "--resume=both123"], env=wandb_env,
-                            cwd=wandb_env["WANDB_DIR"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while _checkpoint_epoch(ckpt) != 1:  # two epochs done
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended before its second checkpoint"
-        time.sleep(0.05)
+    proc, ckpt = _train_until_checkpoint(wandb_env, args, "both123", 1)  # two epochs done
     time.sleep(FLUSH_INTERVAL_S + 1.0)  # wandb-core's next flush of the run file
-    core = [c for c in _children(proc.pid) if "wandb-core" in Path(f"/proc/{c}/cmdline").read_text()]
+    core = _wandb_core_of(proc.pid)
     assert core, "wandb-core not found among the run's children"
     for pid in [proc.pid, *core]:
         os.kill(pid, signal.SIGTERM)
@@ -183,14 +188,8 @@ def test_wandb_core_dying_alone_is_not_a_deterministic_failure(wandb_env):
     # That is no property of the grid point: no failure marker, no traceback, and the next start
     # resumes from the checkpoint and logs again the epochs W&B lost.
     args = [*TINY, "--epochs=3", "--train_limit=512", "--val_limit=128", "--batch_size=32", "--knn_every=0"]
-    ckpt = Path(wandb_env["WANDB_DIR"], "checkpoints", "core123", "last.ckpt")
-    proc = subprocess.Popen([sys.executable, "-m", "agent.train", *args, "--resume=core123"], env=wandb_env,
-                            cwd=wandb_env["WANDB_DIR"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while _checkpoint_epoch(ckpt) != 0:  # one epoch done
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended before its first checkpoint"
-        time.sleep(0.05)
-    (core,) = [c for c in _children(proc.pid) if "wandb-core" in Path(f"/proc/{c}/cmdline").read_text()]
+    proc, ckpt = _train_until_checkpoint(wandb_env, args, "core123", 0)  # one epoch done
+    (core,) = _wandb_core_of(proc.pid)
     os.kill(core, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "lost wandb-core" in err, err[-2000:]
