@@ -9,6 +9,8 @@ EPOCH = "epoch"  # completed epochs, 1..E; the W&B step metric
 VAL_MSE = "val/mse"  # masked-patch reconstruction loss, fixed val masks, training target
 VAL_MSE_PIXEL = "val/mse_pixel"  # same patches in pixel space, prediction mapped back with the TARGET's moments (an oracle upper bound)
 VAL_LINEAR_ACC = "val/linear_acc"  # converged linear classifier on frozen unmasked features (the analysis' accuracy)
+VAL_LINEAR_CONVERGED = "val/linear_converged"  # 1 if every L-BFGS fit of that probe reached its gradient tolerance, else 0
+VAL_LINEAR_ITERS = "val/linear_iters"  # L-BFGS iterations that probe took, over its whole L2 grid
 VAL_PROBE_ACC = "val/probe_acc"  # online linear probe on unmasked val images (lags drifting features; NaN when off)
 VAL_HEAD_ACC = "val/head_acc"  # supervised head on the fixed-mask val pass
 VAL_KNN_ACC = "val/knn_acc"  # weighted k-NN on unmasked features (NaN on epochs without k-NN)
@@ -19,13 +21,19 @@ TRAIN_HEAD_CE = "train/head_ce"
 TRAIN_PROBE_CE = "train/probe_ce"
 TRAIN_HEAD_ACC = "train/head_acc"
 TRAIN_LR = "train/lr"
-TRAIN_GRAD_RATIO = "train/grad_ratio"  # mean over steps of |grad from head| / |grad from decoder| at the encoder output
+# A ratio of gradient NORMS at the encoder's output tokens, |grad from head| / |grad from decoder|:
+# not a share of the parameter update (AdamW rescales each coordinate). Mean over the epoch's steps,
+# and its median, which the first steps of a run (ratios in the hundreds) do not dominate.
+TRAIN_GRAD_RATIO = "train/grad_ratio"
+TRAIN_GRAD_RATIO_MEDIAN = "train/grad_ratio_median"
 
 PERF_IMG_PER_S = "perf/train_img_per_s"
 PERF_EPOCH_S = "perf/epoch_s"
 
-VAL_KEYS = (VAL_MSE, VAL_MSE_PIXEL, VAL_LINEAR_ACC, VAL_PROBE_ACC, VAL_HEAD_ACC, VAL_KNN_ACC)
-TRAIN_KEYS = (TRAIN_LOSS, TRAIN_REC_LOSS, TRAIN_HEAD_CE, TRAIN_PROBE_CE, TRAIN_HEAD_ACC, TRAIN_LR, TRAIN_GRAD_RATIO)
+VAL_KEYS = (VAL_MSE, VAL_MSE_PIXEL, VAL_LINEAR_ACC, VAL_LINEAR_CONVERGED, VAL_LINEAR_ITERS, VAL_PROBE_ACC, VAL_HEAD_ACC,
+            VAL_KNN_ACC)
+TRAIN_KEYS = (TRAIN_LOSS, TRAIN_REC_LOSS, TRAIN_HEAD_CE, TRAIN_PROBE_CE, TRAIN_HEAD_ACC, TRAIN_LR, TRAIN_GRAD_RATIO,
+              TRAIN_GRAD_RATIO_MEDIAN)
 PERF_KEYS = (PERF_IMG_PER_S, PERF_EPOCH_S)
 
 # Every key of one history row, in a stable order.

@@ -162,6 +162,7 @@ class MAEGapModule(pl.LightningModule):
         self._train_images = 0
         # loss, rec, head_ce, probe_ce, head_correct, n, sum of per-step grad ratios, steps
         self._train_sums = torch.zeros(8, device=self.device)
+        self._step_ratios: list[torch.Tensor] = []  # per-step grad ratios, on the device (their median)
         self.gen = torch.Generator(self.device).manual_seed(_epoch_seed(self.cfg.seed, self.current_epoch, 1))
 
     def gather(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,8 +189,10 @@ class MAEGapModule(pl.LightningModule):
 
     def on_after_backward(self) -> None:
         # The hooks of this step's GradTaps have fired: the effective alpha of the step, on the device.
-        self._train_sums[6] += self._taps.ratio()
+        ratio = self._taps.ratio()
+        self._train_sums[6] += ratio
         self._train_sums[7] += 1
+        self._step_ratios.append(ratio)
 
     # ------------------------------------------------------------------ validation
 
@@ -217,18 +220,24 @@ class MAEGapModule(pl.LightningModule):
                M.VAL_PROBE_ACC: probe_correct / n if self.cfg.online_probe else float("nan")}
         epoch = self.current_epoch + 1
         due = self.cfg.knn_every > 0 and epoch % self.cfg.knn_every == 0
-        row[M.VAL_KNN_ACC], row[M.VAL_LINEAR_ACC] = self.feature_eval() if due else (float("nan"), float("nan"))
+        nan = float("nan")
+        if due:
+            knn, linear = self.feature_eval()
+            row.update({M.VAL_KNN_ACC: knn, M.VAL_LINEAR_ACC: linear.accuracy,
+                        M.VAL_LINEAR_CONVERGED: float(linear.converged), M.VAL_LINEAR_ITERS: float(linear.iterations)})
+        else:
+            row.update({M.VAL_KNN_ACC: nan, M.VAL_LINEAR_ACC: nan, M.VAL_LINEAR_CONVERGED: nan, M.VAL_LINEAR_ITERS: nan})
         self._val_row = row
 
-    def feature_eval(self) -> tuple[float, float]:
-        """(k-NN accuracy, linear-probe accuracy) from ONE pass over the frozen features.
+    def feature_eval(self):
+        """(k-NN accuracy, LinearProbeResult) from ONE pass over the frozen features.
 
         Every rank holds the whole data set on its device, so every rank computes the same numbers.
         Hooks run outside Lightning's autocast: the precision plugin's context makes the feature pass
         use bf16 like validation.
         """
         out = readout(self.model, self.data, self.cfg, self.device, self.trainer.precision_plugin.forward_context)
-        return out.knn, out.linear.accuracy
+        return out.knn, out.linear
 
     # ------------------------------------------------------------------ one row per epoch
 
@@ -236,6 +245,7 @@ class MAEGapModule(pl.LightningModule):
         sums = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum").tolist()
         loss, rec, head_ce, probe_ce, head_correct, n, ratio_sum, steps = sums
         probe_ce = probe_ce if self.cfg.online_probe else float("nan")
+        ratio_median = self.grad_ratio_median()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         epoch_s = time.perf_counter() - self._epoch_t0
@@ -247,6 +257,7 @@ class MAEGapModule(pl.LightningModule):
             M.TRAIN_PROBE_CE: probe_ce / n, M.TRAIN_HEAD_ACC: head_correct / n,
             M.TRAIN_LR: self.optimizers().param_groups[0]["lr"],
             M.TRAIN_GRAD_RATIO: ratio_sum / steps if steps else float("nan"),
+            M.TRAIN_GRAD_RATIO_MEDIAN: ratio_median,
             M.PERF_IMG_PER_S: self._train_images * self.trainer.world_size / train_s,
             M.PERF_EPOCH_S: epoch_s,
         }
@@ -259,6 +270,13 @@ class MAEGapModule(pl.LightningModule):
                 logger.log_metrics(row, step=self.global_step)
             print(epoch_line(row, self.cfg.epochs, self.history), flush=True)
         self._val_row = {}
+
+    def grad_ratio_median(self) -> float:
+        """Median over the epoch's steps (of every rank) of the per-step gradient-norm ratio."""
+        if not self._step_ratios:
+            return float("nan")
+        ratios = self.all_gather(torch.stack(self._step_ratios)).flatten()
+        return float(torch.quantile(ratios.float(), 0.5))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Every row logged so far travels with the checkpoint: a run resumed after a kill can log
