@@ -28,9 +28,6 @@ STEPS = "total_steps"  # optimizer steps of the run (training length, for compar
 STATE = "state"  # W&B run state, one of RUN_STATES
 
 RUN_COLUMNS = (RUN_ID, RUN_NAME, ALPHA, ALPHA_MODE, LR, SEED, STEPS, STATE)
-# A condition of the experiment: runs equal in these are seed replicates of each other.
-CONDITION_COLUMNS = (ALPHA, ALPHA_MODE, LR)
-
 # Every metric column (EPOCH_KEYS minus the epoch itself), in the contract's order.
 METRIC_COLUMNS = tuple(k for k in EPOCH_KEYS if k != EPOCH)
 
@@ -73,7 +70,6 @@ __all__ = [
     "SWEEP_ENV",
     "ALPHA",
     "ALPHA_MODE",
-    "CONDITION_COLUMNS",
     "DEFAULT_ACC_KEY",
     "DEFAULT_BINS",
     "DEFAULT_MSE_KEY",

@@ -1,9 +1,10 @@
-"""matched_mse_accuracy.png: accuracy versus the alpha = 0 reference *at equal MSE* (SPEC §8.4).
+"""matched_mse_accuracy.png: accuracy versus the reference *at equal MSE* (SPEC §8.4).
 
-The figure that answers "do runs that reconstruct equally well learn equally useful features?":
-left, per condition, accuracy minus the alpha = 0 mean curve along the MSE axis (thin: each seed,
-thick: their mean, band: their range); right, each condition's effect (`analysis.matched_mse`)
-with its Welch interval over seeds and its permutation p.
+The figure that answers "do runs that reconstruct equally well learn equally useful features?",
+drawn from gap_statistics.json's `matched_mse` (`analysis.contrasts`), nothing recomputed: left,
+per condition, acc − reference acc along the MSE axis for every seed pair (thin), their mean
+(thick) and range (band); right, each condition's effect with its t interval over seed pairs, every
+pair's contrast as a dot, its sign-flip p; conditions that are not estimable are named with why.
 """
 
 from __future__ import annotations
@@ -13,69 +14,75 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import DEFAULT_ACC_KEY, DEFAULT_MSE_KEY
-from analysis.matched_mse import difference_curves
+from analysis.plot_style import CMAP, alpha_norm, line_color, mse_label, no_data, p_text, plt
 from mae_gap.fmt import num
-from analysis.plot_style import CMAP, alpha_norm, line_color, mse_label, no_data, p_text, plt, stats_of
 
 
-def matched_mse_accuracy(df: pd.DataFrame, stats: dict | None = None, acc_key: str = DEFAULT_ACC_KEY,
+def matched_mse_accuracy(df: pd.DataFrame, stats: dict, acc_key: str = DEFAULT_ACC_KEY,
                          mse_key: str = DEFAULT_MSE_KEY) -> Figure:
-    """Two panels (see the module docstring); `stats` is `gap_statistics(df, ...)` (computed when None)."""
-    stats = stats_of(df, stats, acc_key, mse_key)
+    """Two panels (see the module docstring); `stats` is `gap_statistics(df, ...).to_json()`."""
     test = stats.get("matched_mse") or {}
-    curves = difference_curves(df, acc_key, mse_key) if len(df) else {}
-    rows = [r for r in test.get("by_condition", []) if r.get("effect_pp") is not None]
-    alphas = [r["alpha"] for r in test.get("by_condition", [])] or [0.0]
-    norm, cmap = alpha_norm(alphas), plt.get_cmap(CMAP)
+    rows = test.get("by_condition", [])
+    norm, cmap = alpha_norm([r.get("alpha", 0.0) for r in rows] or [0.0]), plt.get_cmap(CMAP)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), layout="constrained", gridspec_kw={"width_ratios": [3, 2]})
-
-    left.axhline(0, color="black", lw=1.2, label="α = 0 (reference)")
-    for cond, c in curves.items():
-        row = next((r for r in test.get("by_condition", []) if r["condition"] == cond), {})
-        color = line_color(cmap(norm(row.get("alpha", 0.0))))
-        ls = "--" if row.get("alpha_mode") == "confusion" else "-"
-        x, runs = np.asarray(c["mse"]), np.asarray(c["runs"], float)
-        for y in runs:
+    ref = test.get("reference", "alpha=0")
+    left.axhline(0, color="black", lw=1.2, label=f"{ref} (reference)")
+    drawn = 0
+    for r in rows:
+        curve = r.get("curve") or {}
+        if not r.get("estimable") or not curve:
+            continue
+        color = line_color(cmap(norm(r.get("alpha", 0.0))))
+        ls = "--" if r.get("alpha_mode") == "confusion" else "-"
+        x, pairs = np.asarray(curve["mse"], float), np.asarray(curve["pairs"], float)
+        mean = np.asarray(curve["mean"], float)
+        for y in pairs:
             left.plot(x, y, ls, color=color, lw=0.7, alpha=0.45)
-        defined = np.isfinite(runs).any(axis=0)
-        if defined.any():
+        defined = np.isfinite(mean)
+        if len(pairs) > 1:
             with np.errstate(all="ignore"):
-                lo, hi, mean = np.nanmin(runs[:, defined], 0), np.nanmax(runs[:, defined], 0), np.nanmean(runs[:, defined], 0)
-            if len(runs) > 1:
-                left.fill_between(x[defined], lo, hi, color=color, alpha=0.15, lw=0)
-            left.plot(x[defined], mean, ls, color=color, lw=2.2, label=f"{cond} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+                lo, hi = np.nanmin(pairs[:, defined], 0), np.nanmax(pairs[:, defined], 0)
+            left.fill_between(x[defined], lo, hi, color=color, alpha=0.15, lw=0)
+        left.plot(x[defined], mean[defined], ls, color=color, lw=2.2, gid=f"mean:{r['condition']}",
+                  label=f"{r['condition']} ({r['n_pairs']} seed pair{'s' * (r['n_pairs'] != 1)})")
+        drawn += 1
     left.set_xlabel(mse_label(mse_key))
-    left.set_ylabel("accuracy − α = 0 reference at equal MSE (pp)")
+    left.set_ylabel("accuracy − reference at equal MSE (pp)")
     left.grid(True, alpha=0.25)
-    if curves:
+    if drawn:
         left.legend(fontsize=8, loc="best")
     else:
-        no_data(left, "no condition overlaps the α = 0 runs in MSE")
-    left.set_title("per seed (thin), mean (thick), seed range (band)", fontsize=10)
-
-    for i, r in enumerate(rows):
-        color = line_color(cmap(norm(r["alpha"])))
-        ci = r.get("ci_pp")
-        if ci:
-            right.errorbar([i], [r["effect_pp"]], yerr=[[r["effect_pp"] - ci[0]], [ci[1] - r["effect_pp"]]], fmt="none",
-                           ecolor=color, elinewidth=2, capsize=4)
-        right.scatter([i] * len(r["scores_pp"]), np.asarray(r["scores_pp"]) - _ref_mean(test, r), s=14, color=color,
-                      alpha=0.5, zorder=3)
-        right.scatter([i], [r["effect_pp"]], s=60, color=color, edgecolors="black", zorder=4)
-        right.annotate(p_text(r.get("p_value")), (i, r["effect_pp"]), xytext=(6, 0), textcoords="offset points",
-                       fontsize=8, va="center")
-    right.axhline(0, color="black", lw=1.2)
-    right.set_xticks(range(len(rows)), [r["condition"] for r in rows], rotation=20, fontsize=8)
-    right.set_ylabel("effect at equal MSE (pp), Welch interval over seeds")
-    right.grid(True, axis="y", alpha=0.25)
-    if not rows:
-        no_data(right, test.get("note") or "no effect to show")
-    right.set_title(f"all conditions: permutation {p_text(test.get('p_value'))}, "
-                    f"η² = {num(test.get('eta_squared'), '.2f')}", fontsize=10)
-    fig.suptitle("Accuracy at equal reconstruction MSE, versus α = 0", fontsize=12)
+        no_data(left, "no condition meets its reference in MSE")
+    left.set_title("per seed pair (thin), mean (thick), range (band)", fontsize=10)
+    _effects(right, rows, norm, cmap)
+    omni = test.get("omnibus") or {}
+    right.set_title(f"any condition ≠ reference: {p_text(omni.get('p_value'))} sign-flip, "
+                    f"{p_text(omni.get('t_p_value'))} t (Bonferroni over {omni.get('n_contrasts', 0)})", fontsize=10)
+    fig.suptitle(f"{acc_key} at equal reconstruction MSE, versus {ref}", fontsize=12)
     return fig
 
 
-def _ref_mean(test: dict, row: dict) -> float:
-    """Mean score (pp) of the reference runs of `row`: the seeds' dots are drawn relative to it."""
-    return float(np.mean(row["scores_pp"])) - row["effect_pp"]
+def _effects(ax, rows: list, norm, cmap) -> None:
+    """The right panel: effect, t interval and pair dots per condition; 'not estimable' named."""
+    for i, r in enumerate(rows):
+        if not r.get("estimable"):
+            ax.annotate("not estimable", (i, 0), xytext=(0, 8), textcoords="offset points", ha="center",
+                        fontsize=8, color="0.4", rotation=90, va="bottom")
+            continue
+        color = line_color(cmap(norm(r.get("alpha", 0.0))))
+        effect, lo, hi = r["effect_pp"], r.get("ci_low_pp"), r.get("ci_high_pp")
+        if lo is not None and hi is not None:
+            ax.errorbar([i], [effect], yerr=[[effect - lo], [hi - effect]], fmt="none", ecolor=color, elinewidth=2,
+                        capsize=4, label=f"_ci:{r['condition']}")
+        dots = [p["effect_pp"] for p in r.get("pairs", []) if p.get("estimable")]
+        ax.scatter([i] * len(dots), dots, s=14, color=color, alpha=0.5, zorder=3)
+        ax.scatter([i], [effect], s=60, color=color, edgecolors="black", zorder=4, gid=f"effect:{r['condition']}")
+        ax.annotate(f"{num(effect, '+.2f')} pp, {p_text(r.get('p_value'))}\n(min {num(r.get('min_attainable_p'), '.2g')}"
+                    f"; t {num(r.get('t_p_value'), '.2g')})", (i, effect), xytext=(6, 0), textcoords="offset points",
+                    fontsize=7, va="center")
+    ax.axhline(0, color="black", lw=1.2)
+    ax.set_xticks(range(len(rows)), [r["condition"] for r in rows], rotation=20, fontsize=8)
+    ax.set_ylabel("effect at equal MSE (pp), t interval over seed pairs")
+    ax.grid(True, axis="y", alpha=0.25)
+    if not rows:
+        no_data(ax, "no condition to compare")

@@ -154,14 +154,6 @@ def ci_text(ci, fmt: str) -> str:
     return f" [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
 
 
-def stats_of(df, stats, acc_key, mse_key):
-    if stats is None:
-        from analysis.gap import gap_statistics
-
-        stats = gap_statistics(df, acc_key=acc_key, mse_key=mse_key, n_perm=999)
-    return stats
-
-
 def no_data(ax, text="no points"):
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
 

@@ -21,7 +21,7 @@ from analysis.plot_matched import matched_mse_accuracy
 from mae_gap.fmt import num, plural
 from analysis.plot_style import (
     ALPHA_LINSCALE, ALPHA_LINTHRESH, CMAP, DPI, GROUP_COLORS, GROUP_TITLES, LR_MARKERS, acc_label, alpha_colorbar,
-    alpha_norm, matplotlib, mse_label, no_data, p_text, plt, scatter_alpha, stats_of,
+    alpha_norm, matplotlib, mse_label, no_data, p_text, plt, scatter_alpha,
     symlog_alpha_ticks, trajectories, valid_points,
 )
 
@@ -36,21 +36,19 @@ MATCHED_MSE_PNG = "matched_mse_accuracy.png"
 
 
 def tube_scatter(
-    df: pd.DataFrame, stats: dict | None = None, acc_key: str = DEFAULT_ACC_KEY, mse_key: str = DEFAULT_MSE_KEY
+    df: pd.DataFrame, stats: dict, acc_key: str = DEFAULT_ACC_KEY, mse_key: str = DEFAULT_MSE_KEY
 ) -> Figure:
     """Every (run, epoch) point: MSE vs accuracy, colour = signed alpha, runs as faint lines.
 
     Grey bands show Γ's bins: per MSE bin, the accuracy range [min, max] whose heights Γ sums.
-    Hatched bands: the noise floor, i.e. the spread the same bin has in the null sweep (seed
-    noise only, `analysis.noise_floor`), drawn centred on the bin's mean accuracy. `stats` is
-    `gap_statistics(df, ...)` (computed when None).
+    Hatched bands: the noise floor, i.e. the median spread of the same bin under Γ's null (seed
+    noise only, `analysis.gamma_null`), drawn centred on the bin's mean accuracy. `stats` is
+    `gap_statistics(df, ...).to_json()`.
     """
-    stats = stats_of(df, stats, acc_key, mse_key)
     d = valid_points(df, acc_key, mse_key)
     fig, ax = plt.subplots(figsize=(9, 6.2), layout="constrained")
     norm = alpha_norm(d[ALPHA] if len(d) else [])
-    floor = stats.get("noise_floor") or {}
-    spreads = floor.get("null_spread") or []
+    spreads = (stats.get("gamma_null") or {}).get("null_spread") or []
     for k, b in enumerate(stats.get("bins", [])):
         if b["count"] and b["count"] >= 2:
             ax.fill_between([b["left"], b["right"]], b["min"], b["max"], color="0.88", lw=0, zorder=0)
@@ -69,14 +67,15 @@ def tube_scatter(
     ax.grid(True, alpha=0.25, zorder=1)
     n_bins = stats.get("inputs", {}).get("bins", "?")
     cross = stats.get("cross_run_rho") or {}
-    floor_text = (f"noise floor {num(floor.get('floor'), '.3g')}, Γ − floor = {num(floor.get('gamma_excess'), '+.3g')}"
-                  if floor.get("floor") is not None else "noise floor unknown (no seed replicates)")
+    floor_text = (f"null median {num(stats.get('noise_floor'), '.3g')}, Γ − median = "
+                  f"{num(stats.get('gamma_excess'), '+.3g')}, {p_text(stats.get('gamma_p'))}"
+                  if stats.get("noise_floor") is not None else "no null for Γ (no seed replicates)")
     ax.set_title(
         f"Γ = {num(stats.get('gamma'), '.3g')} ({floor_text})\n"
         f"pooled ρ = {num(stats.get('rho'), '.2f')} (points, confounded by training time); "
         f"cross-run ρ = {num(cross.get('rho'), '.2f')} ({p_text(cross.get('p_value'))}, final epoch)\n"
         f"{plural(int(stats.get('n_runs') or 0), 'run')}, {plural(int(stats.get('n_points') or 0), 'point')}; "
-        f"grey: accuracy range per MSE bin ({n_bins} bins); hatched: its seed-noise floor",
+        f"grey: accuracy range per MSE bin ({n_bins} bins); hatched: its median under the null",
         fontsize=9,
     )
     fig.suptitle("Reconstruction gap: MSE vs accuracy, colour = signed α", fontsize=12)
@@ -149,14 +148,13 @@ def alpha_vs_final(df: pd.DataFrame, acc_key: str = DEFAULT_ACC_KEY, mse_key: st
 
 
 def negative_vs_positive(
-    df: pd.DataFrame, stats: dict | None = None, acc_key: str = DEFAULT_ACC_KEY, mse_key: str = DEFAULT_MSE_KEY
+    df: pd.DataFrame, stats: dict, acc_key: str = DEFAULT_ACC_KEY, mse_key: str = DEFAULT_MSE_KEY
 ) -> Figure:
     """α < 0, α = 0 and α > 0 side by side (shared axes), then Γ and ρ per group as bars.
 
     Per group Γ uses the whole sweep's bin edges, so the groups compare; the hatched part of a
-    bar is the group's seed-noise floor (see `gap_statistics`).
+    bar is the median Γ of the group under the null (see `analysis.gamma_null`).
     """
-    stats = stats_of(df, stats, acc_key, mse_key)
     d = valid_points(df, acc_key, mse_key)
     norm = alpha_norm(d[ALPHA] if len(d) else [])
     fig = plt.figure(figsize=(13, 8), layout="constrained")
@@ -201,9 +199,9 @@ def negative_vs_positive(
         heights = [v if v is not None else 0.0 for v in vals]
         bars = ax.bar(names, heights, color=colors, alpha=0.85, width=0.6)
         if key == "gamma":
-            floors = [by_sign.get(g, {}).get("floor") for g in groups]
+            floors = [(by_sign.get(g, {}).get("null") or {}).get("noise_floor") for g in groups]
             ax.bar(names, [f or 0.0 for f in floors], facecolor="none", edgecolor="0.15", hatch="////", width=0.6,
-                   lw=0.5, label="seed-noise floor")
+                   lw=0.5, label="null median (seed noise)")
             if any(f is not None for f in floors):
                 ax.legend(fontsize=8, loc="upper right")
         for bar, v in zip(bars, vals):
@@ -288,7 +286,7 @@ def lr_alpha_scatter(
 
 def save_all(
     df: pd.DataFrame,
-    stats: dict | None,
+    stats: dict,
     out_dir,
     acc_key: str = DEFAULT_ACC_KEY,
     mse_key: str = DEFAULT_MSE_KEY,
@@ -301,7 +299,6 @@ def save_all(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stats = stats_of(df, stats, acc_key, mse_key)
     figures = {
         TUBE_SCATTER_PNG: lambda: tube_scatter(df, stats, acc_key, mse_key),
         ALPHA_VS_FINAL_PNG: lambda: alpha_vs_final(df, acc_key, mse_key),

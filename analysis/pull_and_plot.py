@@ -3,12 +3,13 @@
     python -m analysis.pull_and_plot ENTITY/PROJECT/SWEEP_ID          # W&B API (cached)
     python -m analysis.pull_and_plot SWEEP_ID --entity E --project P
     python -m analysis.pull_and_plot --offline wandb/                 # offline runs, no account
+    python -m analysis.pull_and_plot --table trajectories.csv         # re-analyse a saved tidy table
     python -m analysis.pull_and_plot --help
 
 Writes into --out (default outputs/analysis/<sweep id>): trajectories.parquet and .csv (the
-tidy table of the runs used), gap_statistics.json (Γ with its seed-noise floor, pooled and
-cross-run ρ, the matched-MSE test, bins, per-sign and per-condition statistics, run counts,
-exclusions and the exact inputs), the PNGs of analysis.plots, and
+tidy table of the runs used), gap_statistics.json (Γ against its seed-noise null, pooled and
+cross-run ρ, the direct contrasts at equal MSE, the seed planner, bins, per-sign and per-condition
+statistics, run counts, exclusions and the exact inputs), summary.md, the PNGs of analysis.plots, and
 cache/ (the pulled runs). Then, unless --no-upload, an analysis run on W&B (an offline run
 under WANDB_MODE=offline); --report builds the sweep's W&B Report. Exit status 0 on success,
 1 on an error (one line on stderr), 2 on a bad command line.
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from analysis import DEFAULT_ACC_KEY, DEFAULT_BINS, DEFAULT_MSE_KEY, METRIC_COLUMNS, RUN_ID, SWEEP_ENV
+from analysis.conditions import Reference
 from mae_gap.fmt import num, plural
 
 PROG = "python -m analysis.pull_and_plot"
@@ -54,12 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("sweep", nargs="?", metavar="SWEEP", help="the sweep (optional with --offline)")
     p.add_argument("--offline", metavar="DIR", help="read offline W&B runs (run-*.wandb) under DIR instead of the API")
+    p.add_argument("--table", metavar="FILE", help="re-analyse a tidy table (trajectories.csv or .parquet) instead")
     p.add_argument("--out", metavar="DIR", help=f"output folder (default: {DEFAULT_OUT}/<sweep id>)")
     p.add_argument("--acc", default=DEFAULT_ACC_KEY, metavar="KEY", help=f"accuracy metric (default: {DEFAULT_ACC_KEY})")
     p.add_argument("--mse", default=DEFAULT_MSE_KEY, metavar="KEY", help=f"reconstruction metric (default: {DEFAULT_MSE_KEY})")
     p.add_argument("--bins", type=int, default=DEFAULT_BINS, metavar="N", help=f"MSE bins of Γ (default: {DEFAULT_BINS})")
     p.add_argument("--permutations", "--boot", dest="permutations", type=int, default=5000, metavar="N",
                    help="permutations of the run-level tests (matched-MSE, cross-run ρ) (default: 5000)")
+    p.add_argument("--reference", default="alpha=0", metavar="KEY=VALUE",
+                   help="the reference condition of the contrasts at equal MSE (default: alpha=0)")
+    p.add_argument("--plan-effect", type=float, action="append", metavar="PP",
+                   help="effect (pp) the seed planner sizes seeds for; repeatable (default: 1, 2, 5)")
+    p.add_argument("--null-draws", type=int, default=2000, metavar="N", help="draws of Γ's null (default: 2000)")
     p.add_argument("--no-upload", action="store_true", help="do not log the analysis run to W&B")
     p.add_argument("--report", action="store_true", help="build the sweep's W&B Report (needs W&B online)")
     p.add_argument("--refresh", action="store_true", help="re-pull every run instead of reading the cache")
@@ -98,10 +106,18 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--bins must be >= 1, got {args.bins}")
     if args.permutations < 1:
         raise CliError(f"--permutations must be >= 1, got {args.permutations}")
-    if not args.sweep and not args.offline:
-        raise CliError("give a SWEEP (ENTITY/PROJECT/SWEEP_ID) or --offline DIR")
+    if args.null_draws < 1:
+        raise CliError(f"--null-draws must be >= 1, got {args.null_draws}")
+    try:
+        args.reference = Reference.parse(args.reference)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if not args.sweep and not args.offline and not args.table:
+        raise CliError("give a SWEEP (ENTITY/PROJECT/SWEEP_ID), --offline DIR or --table FILE")
     if args.offline and not Path(args.offline).is_dir():
         raise CliError(f"--offline folder {args.offline} does not exist")
+    if args.table and not Path(args.table).is_file():
+        raise CliError(f"--table file {args.table} does not exist")
 
     try:
         result = load(args)
@@ -113,6 +129,17 @@ def run(args: argparse.Namespace) -> int:
 
 def load(args: argparse.Namespace):
     """The PullResult of the API (cached) or of the offline folder."""
+    if args.table:
+        from analysis.runs import PullResult
+        from analysis.tidy import read_table, table_runs
+
+        t0 = time.monotonic()
+        try:
+            table = read_table(args.table)
+        except (ValueError, OSError) as err:
+            raise CliError(str(err)) from None
+        return PullResult(table, table_runs(table), Path(args.table).parent.name or "table", "table",
+                          seconds=time.monotonic() - t0)
     if args.offline:
         from analysis.offline import load_offline_runs
 
@@ -131,6 +158,7 @@ def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
     from analysis import plots
     from analysis.pull import select_runs
     from analysis.gap import gap_statistics
+    from analysis.planner import DEFAULT_EFFECTS
     from analysis.stats import to_json_safe
     from analysis.summary_md import render as render_summary
 
@@ -146,7 +174,12 @@ def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
             + ("" if args.include_unfinished else " (--include-unfinished keeps unfinished runs)")
         )
 
-    stats = gap_statistics(used, acc_key=args.acc, mse_key=args.mse, bins=args.bins, n_perm=args.permutations)
+    try:
+        stats = gap_statistics(used, acc_key=args.acc, mse_key=args.mse, bins=args.bins, n_perm=args.permutations,
+                               reference=args.reference, n_draws=args.null_draws,
+                               plan_effects=args.plan_effect or DEFAULT_EFFECTS).to_json()
+    except ValueError as err:
+        raise CliError(str(err)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     parquet, csv = out_dir / f"{TRAJECTORIES}.parquet", out_dir / f"{TRAJECTORIES}.csv"
     used.to_parquet(parquet, index=False)
@@ -168,7 +201,7 @@ def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
         pass
     elif mode == "disabled":
         print("upload: skipped (WANDB_MODE=disabled)")
-    elif result.source == "offline" and mode not in ("offline", "dryrun", "online", "run"):
+    elif result.source in ("offline", "table") and mode not in ("offline", "dryrun", "online", "run"):
         print("upload: skipped for --offline input (set WANDB_MODE=offline to write an offline analysis run, "
               "or WANDB_MODE=online to upload it)")
     else:
@@ -191,6 +224,7 @@ def statistics_document(args, result, stats: dict, used, exclusions) -> dict[str
             "sweep_id": result.sweep_id,
             "source": result.source,
             "offline_dir": str(Path(args.offline).resolve()) if args.offline else None,
+            "table": str(Path(args.table).resolve()) if args.table else None,
             "acc_key": args.acc,
             "mse_key": args.mse,
             "bins": args.bins,
@@ -241,34 +275,50 @@ def print_runs(result, used, exclusions) -> None:
 
 
 def print_stats(stats: dict, args) -> None:
-    floor = stats.get("noise_floor") or {}
-    excess = (f"seed-noise floor {num(floor.get('floor'))}, Γ − floor = {num(floor.get('gamma_excess'), '+.4g')}"
-              if floor.get("floor") is not None else (floor.get("note") or "no noise floor"))
+    """The headline numbers, read from gap_statistics.json's statistics (nothing recomputed)."""
+    from analysis.summary_md import planner_line
+
+    null = stats.get("gamma_null") or {}
+    excess = (f"null median {num(stats.get('noise_floor'))} (95th pct {num(stats.get('noise_floor_q95'))}), "
+              f"Γ − median = {num(stats.get('gamma_excess'), '+.4g')}, p = {num(stats.get('gamma_p'), '.2g')}"
+              if stats.get("noise_floor") is not None else (null.get("reason") or "no null"))
     print(f"Γ = {num(stats.get('gamma'))}   ({excess}; {args.acc} spread over {args.bins} bins of {args.mse})")
     cross = stats.get("cross_run_rho") or {}
+    ci = cross.get("ci") or [None, None]
     print(f"ρ = {num(stats.get('rho'))} pooled over {stats.get('n_points')} points of {stats.get('n_runs')} runs "
-          f"(training time drives it); across runs at the final epoch ρ = {num(cross.get('rho'), '.3f')}, "
-          f"permutation p = {num(cross.get('p_value'), '.3g')} ({cross.get('n_runs')} runs)")
+          f"(training time drives it); across {cross.get('n_units')} {cross.get('unit')}s at the final epoch "
+          f"ρ = {num(cross.get('rho'), '.3f')} [{num(ci[0], '+.2f')}, {num(ci[1], '+.2f')}], "
+          f"permutation p = {num(cross.get('p_value'), '.3g')}")
     test = stats.get("matched_mse") or {}
-    print(f"matched-MSE test ({args.acc} at equal {args.mse}): permutation p = {num(test.get('p_value'), '.3g')} "
-          f"(smallest possible {num(test.get('min_attainable_p'), '.2g')}), η² = {num(test.get('eta_squared'), '.3f')}"
-          + (f"  [{test['note']}]" if test.get("note") else ""))
-    finals = {c["condition"]: c for c in stats.get("conditions") or []}
-    for row in test.get("by_condition") or []:
-        c = finals.get(row["condition"], {})
-        ci = row.get("ci_pp")
-        effect = ("reference" if row.get("effect_pp") is None and row["alpha"] == 0 else
-                  f"{num(row.get('effect_pp'), '+.2f')} pp vs α = 0" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
-                  + f", p = {num(row.get('p_value'), '.2g')} (smallest possible {num(row.get('min_attainable_p'), '.2g')})"
-                  + (f", on MSE {row['overlap_mse'][0]:.3g}–{row['overlap_mse'][1]:.3g}" if row.get("overlap_mse") else ""))
+    omni = test.get("omnibus") or {}
+    print(f"{args.acc} at equal {args.mse} vs {test.get('reference')} (paired over seeds): any condition ≠ reference "
+          f"sign-flip p = {num(omni.get('p_value'), '.2g')} (smallest possible {num(omni.get('min_attainable_p'), '.2g')}), "
+          f"t p = {num(omni.get('t_p_value'), '.2g')}")
+    effects = {r["condition"]: r for r in test.get("by_condition") or []}
+    for c in stats.get("conditions") or []:
+        row = effects.get(c["condition"])
+        if row is None:
+            effect = "reference"
+        elif not row.get("estimable"):
+            effect = f"not estimable: {row.get('reason')}"
+        else:
+            effect = (f"{num(row['effect_pp'], '+.2f')} pp [{row['ci_low_pp']:+.2f}, {row['ci_high_pp']:+.2f}], "
+                      f"sign-flip p = {num(row.get('p_value'), '.2g')} (smallest possible "
+                      f"{num(row.get('min_attainable_p'), '.2g')}), t p = {num(row.get('t_p_value'), '.2g')}, "
+                      f"{row['n_pairs']} pairs on MSE {row['shared_mse'][0]:.3g}–{row['shared_mse'][1]:.3g}")
         acc = (c.get("final_mean") or {}).get(args.acc)
-        print(f"  {row['condition']:<22} {row['n_seeds']} seed(s), {c.get('total_steps', -1)} steps/run, "
-              f"final {args.acc} {num(acc, '.3f')}: {effect}")
+        steps = c.get("total_steps", -1)
+        print(f"  {c['condition']:<22} {c['n_seeds']} seed(s), {f'{steps} steps/run' if steps >= 0 else 'steps unknown'}"
+              f", final {args.acc} {num(acc, '.3f')}: {effect}")
+    print(planner_line(stats))
+    note = (stats.get("readouts") or {}).get("note")
+    if note:
+        print(f"note: {note}")
 
 
 def print_pull(result) -> None:
-    if result.source == "offline":
-        print(f"read {plural(len(result.runs), 'offline run')} in {result.seconds:.2f} s")
+    if result.source in ("offline", "table"):
+        print(f"read {plural(len(result.runs), result.source + ' run')} in {result.seconds:.2f} s")
         return
     if result.source == "cache":
         print(f"pull: {plural(len(result.cached), 'run')} from the cache {result.cache_dir} (no request; --refresh re-pulls)")
@@ -311,7 +361,7 @@ def make_report(args, result, stats, exclusions, upload, mode: str) -> None:
     from analysis.report import build_report, save_report
 
     entity, project = result.entity_project
-    if result.source == "offline" or mode in ("offline", "dryrun", "disabled") or not entity:
+    if result.source in ("offline", "table") or mode in ("offline", "dryrun", "disabled") or not entity:
         raise CliError("--report needs W&B online and a sweep pulled from the W&B API")
     report = build_report(
         entity, project, result.sweep_id, acc_key=args.acc, mse_key=args.mse,

@@ -47,25 +47,32 @@ def leave_sweep_context() -> list[str]:
 
 
 def summary_of(stats: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Flat run-summary entries of `gap_statistics` output (plus `extra`)."""
+    """Flat run-summary entries of gap_statistics.json (`GapStatistics.to_json()`) plus `extra`."""
     out: dict[str, Any] = {}
-    for key in ("gamma", "rho", "p", "n_points", "n_runs", "n_dropped_nan"):
+    for key in ("gamma", "rho", "p", "n_points", "n_runs", "n_dropped_nan", "noise_floor", "noise_floor_q95",
+                "gamma_excess", "gamma_p"):
         if stats.get(key) is not None:
             out[key] = stats[key]
-    if stats.get("gamma_excess") is not None:
-        out["gamma_floor"], out["gamma_excess"] = stats["noise_floor"]["floor"], stats["gamma_excess"]
-    for name, key in (("cross_run_rho", "rho"), ("cross_run_rho", "p_value"), ("matched_mse", "p_value"),
-                      ("matched_mse", "eta_squared")):
+    test = stats.get("matched_mse") or {}
+    for name, key in (("cross_run_rho", "rho"), ("cross_run_rho", "p_value"), ("cross_run_rho", "n_units"),
+                      ("planner", "sd_pp"), ("planner", "mde_pp")):
         value = (stats.get(name) or {}).get(key)
         if value is not None:
             out[f"{name}/{key}"] = value
-    for cond, effect in ((stats.get("matched_mse") or {}).get("effect_pp") or {}).items():
-        if effect is not None:
-            out[f"matched_mse/effect_pp/{cond}"] = effect
+    for key in ("p_value", "t_p_value"):
+        if (test.get("omnibus") or {}).get(key) is not None:
+            out[f"matched_mse/omnibus/{key}"] = test["omnibus"][key]
+    for row in test.get("by_condition") or []:
+        for key in ("effect_pp", "ci_low_pp", "ci_high_pp", "p_value", "t_p_value"):
+            if row.get(key) is not None:
+                out[f"matched_mse/{row['condition']}/{key}"] = row[key]
     for group, vals in (stats.get("by_sign") or {}).items():
-        for k in ("gamma", "floor", "gamma_excess", "rho", "p", "n_runs", "n_points"):
+        for k in ("gamma", "rho", "p", "n_runs", "n_points"):
             if vals.get(k) is not None:
                 out[f"by_sign/{group}/{k}"] = vals[k]
+        for k in ("noise_floor", "gamma_excess", "gamma_p"):
+            if (vals.get("null") or {}).get(k) is not None:
+                out[f"by_sign/{group}/{k}"] = vals["null"][k]
     out.update(extra or {})
     return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
 
@@ -230,17 +237,19 @@ def build_report(
 def _stats_text(sweep_id: str, stats: Mapping[str, Any] | None, acc_key: str, mse_key: str) -> str:
     if not stats:
         return f"Sweep {sweep_id}: {acc_key} against {mse_key}."
-    floor = stats.get("noise_floor") or {}
     cross = stats.get("cross_run_rho") or {}
     test = stats.get("matched_mse") or {}
-    effects = ", ".join(f"{c} {num(e, '+.2f')} pp" for c, e in (test.get("effect_pp") or {}).items())
+    effects = ", ".join(
+        f"{r['condition']} {num(r['effect_pp'], '+.2f')} pp [{num(r['ci_low_pp'], '+.2f')}, {num(r['ci_high_pp'], '+.2f')}]"
+        if r.get("estimable") else f"{r['condition']} not estimable" for r in test.get("by_condition") or [])
     return (
         f"Sweep {sweep_id}: {stats.get('n_runs')} runs, {stats.get('n_points')} points "
-        f"({acc_key} against {mse_key}). Tube volume Γ = {num(stats.get('gamma'))}, seed-noise floor "
-        f"{num(floor.get('floor'))}, Γ − floor = {num(floor.get('gamma_excess'))}. Pooled Spearman ρ = "
-        f"{num(stats.get('rho'))}; across runs at the final epoch ρ = {num(cross.get('rho'))} (permutation p = "
-        f"{num(cross.get('p_value'), '.3g')}). Accuracy at equal MSE versus α = 0: {effects or 'n/a'} "
-        f"(permutation p = {num(test.get('p_value'), '.3g')})."
+        f"({acc_key} against {mse_key}). Tube volume Γ = {num(stats.get('gamma'))}; under the seed-noise null its "
+        f"median is {num(stats.get('noise_floor'))} (95th percentile {num(stats.get('noise_floor_q95'))}), "
+        f"Γ − median = {num(stats.get('gamma_excess'))}, p = {num(stats.get('gamma_p'), '.3g')}. Pooled Spearman ρ = "
+        f"{num(stats.get('rho'))}; across {cross.get('n_units')} independent units ({cross.get('unit')}s) ρ = "
+        f"{num(cross.get('rho'))} (permutation p = {num(cross.get('p_value'), '.3g')}). Accuracy at equal MSE versus "
+        f"{test.get('reference', 'alpha=0')} (paired over seeds, 95% t interval): {effects or 'n/a'}."
     )
 
 

@@ -1,8 +1,9 @@
 """summary.md: the statistics a reader looks for first, as Markdown tables (from gap_statistics.json).
 
-One table per condition (seeds, steps, final metrics, matched-MSE effect with its interval and p)
-and one of the sweep-level numbers (Γ, its seed-noise floor, Γ − floor, pooled and cross-run ρ, the
-matched-MSE test). `pull_and_plot` writes it next to the JSON; the README's results are this file.
+One table per condition (seeds, steps, final metrics, the direct contrast at equal MSE with its
+interval and p-values, or why there is none), one of the sweep-level numbers (Γ against its null,
+pooled and cross-run ρ, the omnibus test) and the seed planner. `pull_and_plot` writes it next to
+the JSON; the README's results are this file.
 """
 
 from __future__ import annotations
@@ -18,51 +19,86 @@ def _f(x: Any, spec: str = ".3f") -> str:  # the tables' default precision
 
 
 FINAL_COLUMNS = ((M.VAL_LINEAR_ACC, "linear_acc"), (M.VAL_KNN_ACC, "knn_acc"), (M.VAL_PROBE_ACC, "probe_acc"),
-                 (M.VAL_MSE, "mse"), (M.TRAIN_GRAD_RATIO, "grad_ratio"))
+                 (M.VAL_MSE, "mse"), (M.TRAIN_GRAD_RATIO_MEDIAN, "grad_ratio (median)"))
 
 
 def _seeds(values: list) -> str:
     return " / ".join(_f(v) for v in values)
 
 
+def _effect_cells(e: dict | None) -> list[str]:
+    if e is None:
+        return ["reference", "", "", ""]
+    if not e.get("estimable"):
+        return ["not estimable", "", "", (e.get("reason") or "").split(" (")[0]]
+    shared = e.get("shared_mse") or [None, None]
+    frac = e.get("shared_fraction") or {}
+    return [f"{_f(e['effect_pp'], '+.2f')} [{_f(e['ci_low_pp'], '+.2f')}, {_f(e['ci_high_pp'], '+.2f')}]",
+            f"{_f(e.get('p_value'), '.2g')} ({_f(e.get('min_attainable_p'), '.2g')})", _f(e.get("t_p_value"), ".2g"),
+            f"{_f(shared[0])}–{_f(shared[1])} ({e['n_pairs']} pairs; {_f(frac.get('condition'), '.0%')} / "
+            f"{_f(frac.get('reference'), '.0%')} of the ranges)"]
+
+
+def condition_table(doc: dict) -> list[str]:
+    inputs = doc.get("inputs", {})
+    acc = inputs.get("acc_key", M.VAL_LINEAR_ACC).split("/")[-1]
+    effects = {r["condition"]: r for r in (doc.get("matched_mse") or {}).get("by_condition", [])}
+    head = ["condition", "seeds", "steps/run", *(f"final {name}" for _, name in FINAL_COLUMNS),
+            f"{acc} vs reference at equal MSE (pp) [95% t, paired]", "sign-flip p (smallest possible)", "t p",
+            "shared MSE"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for c in doc.get("conditions", []):
+        finals = [f"{_f(c['final_mean'].get(k))} ({_seeds(c['final'].get(k, []))})" for k, _ in FINAL_COLUMNS]
+        lines.append("| " + " | ".join([c["condition"], str(c["n_seeds"]), str(c["total_steps"]), *finals,
+                                        *_effect_cells(effects.get(c["condition"]))]) + " |")
+    return lines
+
+
+def sweep_rows(doc: dict) -> list[tuple[str, str]]:
+    cross, test, null = doc.get("cross_run_rho") or {}, doc.get("matched_mse") or {}, doc.get("gamma_null") or {}
+    omni = test.get("omnibus") or {}
+    ci = cross.get("ci") or [None, None]
+    rows = [
+        (f"Γ ({doc.get('inputs', {}).get('bins', '?')} bins)", _f(doc.get("gamma"))),
+        ("Γ under the seed-noise null: median (95th percentile)",
+         f"{_f(doc.get('noise_floor'))} ({_f(doc.get('noise_floor_q95'))})" if doc.get("noise_floor") is not None
+         else (null.get("reason") or "n/a")),
+        ("Γ − null median, p", f"{_f(doc.get('gamma_excess'), '+.3f')}, p {_f(doc.get('gamma_p'), '.2g')}"
+                               f" ({null.get('n_draws', 0)} draws)"),
+        ("pooled ρ (all points; training time drives it)", f"{_f(doc.get('rho'))} (p {_f(doc.get('p'), '.2g')})"),
+        (f"cross-run ρ at the final epoch ({cross.get('n_units')} {cross.get('unit')}s as units)",
+         f"{_f(cross.get('rho'))} [{_f(ci[0], '+.2f')}, {_f(ci[1], '+.2f')}], permutation p {_f(cross.get('p_value'), '.2g')}"),
+        (f"any condition ≠ reference (Bonferroni over {omni.get('n_contrasts', 0)})",
+         f"sign-flip p {_f(omni.get('p_value'), '.2g')} (smallest possible {_f(omni.get('min_attainable_p'), '.2g')}), "
+         f"t p {_f(omni.get('t_p_value'), '.2g')}"),
+    ]
+    for v in (doc.get("by_sign") or {}).values():
+        n = v.get("null") or {}
+        rows.append((f"Γ of {v['condition']} (common bins)",
+                     f"{_f(v.get('gamma'))}, null median {_f(n.get('noise_floor'))}, p {_f(n.get('gamma_p'), '.2g')}"
+                     if n.get("noise_floor") is not None else f"{_f(v.get('gamma'))} ({n.get('reason') or 'no null'})"))
+    return rows
+
+
+def planner_line(doc: dict) -> str:
+    pl = doc.get("planner") or {}
+    if pl.get("sd_pp") is None:
+        return f"Seed planner: {pl.get('reason') or 'n/a'}."
+    needs = ", ".join(f"{e} pp: {n if n is not None else '> 10000'}" for e, n in (pl.get("seeds_for") or {}).items())
+    return (f"Seed planner: the seed SD of the paired differences is {_f(pl['sd_pp'], '.2f')} pp ({pl['sd_df']} df); "
+            f"with {pl['n_seeds']} seeds the minimal detectable effect (80% power, two-sided 0.05, paired t) is "
+            f"{_f(pl.get('mde_pp'), '.2f')} pp; seeds needed: {needs}; the exact sign-flip test needs "
+            f"{pl['min_seeds_sign_flip']} seeds to reach p < 0.05 at all.")
+
+
 def render(doc: dict) -> str:
     inputs = doc.get("inputs", {})
     acc, mse = inputs.get("acc_key", M.VAL_LINEAR_ACC), inputs.get("mse_key", M.VAL_MSE)
-    effects = {r["condition"]: r for r in (doc.get("matched_mse") or {}).get("by_condition", [])}
-    head = ["condition", "seeds", "steps/run", *(f"final {name}" for _, name in FINAL_COLUMNS),
-            f"{acc.split('/')[-1]} vs α=0 at equal MSE (pp) [95% Welch]", "p (smallest possible)", "MSE range shared with α=0"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for c in doc.get("conditions", []):
-        e = effects.get(c["condition"], {})
-        effect = "reference" if c["alpha"] == 0 else _f(e.get("effect_pp"), "+.2f") + (
-            f" [{e['ci_pp'][0]:+.1f}, {e['ci_pp'][1]:+.1f}]" if e.get("ci_pp") else "")
-        finals = [f"{_f(c['final_mean'].get(k))} ({_seeds(c['final'].get(k, []))})" for k, _ in FINAL_COLUMNS]
-        overlap = e.get("overlap_mse")
-        shared = "" if c["alpha"] == 0 else ("none" if not overlap else f"{overlap[0]:.3f}–{overlap[1]:.3f}")
-        p = "" if c["alpha"] == 0 else f"{_f(e.get('p_value'), '.2g')} ({_f(e.get('min_attainable_p'), '.2g')})"
-        lines.append("| " + " | ".join([c["condition"], str(c["n_seeds"]), str(c["total_steps"]), *finals, effect,
-                                        p, shared]) + " |")
-    floor = doc.get("noise_floor") or {}
-    cross = doc.get("cross_run_rho") or {}
-    test = doc.get("matched_mse") or {}
-    sweep_rows = [
-        ("Γ (15 bins)", _f(doc.get("gamma"))),
-        ("seed-noise floor of Γ", _f(floor.get("floor")) if floor.get("floor") is not None else (floor.get("note") or "n/a")),
-        ("Γ − floor", _f(floor.get("gamma_excess"), "+.3f")),
-        ("pooled ρ (all points; training time drives it)", f"{_f(doc.get('rho'))} (p {_f(doc.get('p'), '.2g')})"),
-        ("cross-run ρ at the final epoch", f"{_f(cross.get('rho'))} (permutation p {_f(cross.get('p_value'), '.2g')},"
-                                           f" {cross.get('n_runs')} runs)"),
-        ("matched-MSE test, all conditions", f"permutation p {_f(test.get('p_value'), '.2g')} (smallest possible with "
-                                             f"these seeds: {_f(test.get('min_attainable_p'), '.2g')}), η² "
-                                             f"{_f(test.get('eta_squared'), '.2f')}"),
-    ]
-    for g, v in (doc.get("by_sign") or {}).items():
-        sweep_rows.append((f"Γ of α {v['condition'].split()[-2]} {v['condition'].split()[-1]} (common bins)",
-                           f"{_f(v.get('gamma'))}, floor {_f(v.get('floor'))}, Γ − floor {_f(v.get('gamma_excess'), '+.3f')}"))
-    table2 = ["| statistic | value |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in sweep_rows)]
     runs = doc.get("runs", {})
+    table2 = ["| statistic | value |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in sweep_rows(doc))]
+    note = (doc.get("readouts") or {}).get("note")
     return "\n".join([
         f"Accuracy `{acc}`, reconstruction `{mse}`; {runs.get('used', '?')} runs used of {runs.get('found', '?')}"
         f" ({runs.get('excluded', 0)} excluded). Final metrics: mean over seeds (each seed).", "",
-        *lines, "", *table2, "",
+        *condition_table(doc), "", *table2, "", planner_line(doc), "", *([f"Note: {note}", ""] if note else []),
     ])

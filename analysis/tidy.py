@@ -4,8 +4,10 @@ from runs (`RunInfo`) and their history rows, the same from the W&B API, its cac
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,14 @@ from analysis import (
     TIDY_DTYPES,
 )
 from analysis.runs import RunInfo
-from mae_gap.config import effective_alpha_mode
+from mae_gap.config import TrainConfig, effective_alpha_mode
+
+# TrainConfig fields that are a condition's parameters when a sweep varies them: every field but
+# those the tidy table already has (alpha, alpha_mode, lr with blr applied, seed) and those that
+# do not change what is trained (where files go, logging, the machine's accelerator).
+NOT_PARAMETERS = frozenset({ALPHA, ALPHA_MODE, LR, "blr", SEED, "data_dir", "cache_dir", "ckpt_dir", "progress",
+                            "recon_every", "compile", "accelerator", "eval_batch_size"})
+PARAMETERS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_PARAMETERS)
 
 
 def as_float(value: Any) -> float:
@@ -78,7 +87,8 @@ def tidy_table(
     Metric keys a row lacks are NaN. Rows without a finite epoch are ignored.
 
     Returns (table, {run id: number of epochs logged more than once}, rows ignored).
-    Runs keep the order of `runs`; epochs are ascending.
+    Runs keep the order of `runs`; epochs are ascending. Parameters the runs' configs vary beyond
+    alpha, mode, lr and seed (`varied_parameters`) follow as extra columns.
     """
     records: list[dict[str, Any]] = []
     ignored = 0
@@ -106,8 +116,23 @@ def tidy_table(
     if len(frame):
         frame["_order"] = frame[RUN_ID].map(order)
         frame = frame.sort_values(["_order", EPOCH], kind="stable").drop(columns="_order")
-    frame = frame[list(TIDY_COLUMNS)].reset_index(drop=True)
+    varied = varied_parameters(runs)
+    for col, values in varied.items():
+        frame[col] = frame[RUN_ID].map(values) if len(frame) else pd.Series(dtype=object)
+    frame = frame[[*TIDY_COLUMNS, *varied]].reset_index(drop=True)
     return frame.astype(TIDY_DTYPES), duplicates, ignored
+
+
+def varied_parameters(runs: Sequence[RunInfo]) -> dict[str, dict[str, Any]]:
+    """{parameter: {run id: value}} for every `PARAMETERS` field whose value differs between runs
+    (a sweep over mask_ratio or decoder_depth): the extra columns of the tidy table."""
+    out = {}
+    for name in PARAMETERS:
+        values = {r.run_id: config_value(r.config, name) for r in runs}
+        if len({repr(v) for v in values.values()}) > 1:
+            out[name] = {k: (as_float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v))
+                         for k, v in values.items()}
+    return out
 
 
 def run_columns(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,3 +157,30 @@ def _seed(value: Any) -> int:
     x = as_float(value)
     return int(x) if math.isfinite(x) else -1
 
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A saved tidy table (`trajectories.csv` or `.parquet`, as pull_and_plot writes it), in the
+    tidy dtypes; metric columns it lacks (written before the metric existed) are NaN. Raises
+    ValueError naming a missing run column."""
+    path = Path(path)
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    missing = [c for c in (RUN_ID, ALPHA, EPOCH) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} is not a tidy table: no column {', '.join(missing)} "
+                         "(give the trajectories.csv or .parquet that pull_and_plot wrote)")
+    defaults = {RUN_NAME: frame[RUN_ID], ALPHA_MODE: "grl", LR: math.nan, SEED: -1, STEPS: -1, STATE: "finished"}
+    for col in TIDY_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = defaults.get(col, math.nan)
+    extra = [c for c in frame.columns if c not in TIDY_COLUMNS]
+    return frame[[*TIDY_COLUMNS, *extra]].astype(TIDY_DTYPES)
+
+
+def table_runs(frame: pd.DataFrame) -> list[RunInfo]:
+    """One RunInfo per run of a tidy table (its config: the run columns and extra parameters)."""
+    first = frame.drop_duplicates(RUN_ID)
+    keep = [c for c in first.columns if c not in (RUN_ID, RUN_NAME, STATE, EPOCH) and "/" not in c]
+    return [RunInfo(str(r[RUN_ID]), str(r[RUN_NAME]), str(r[STATE]), str(r[STATE]),
+                    config={k: (r[k].item() if isinstance(r[k], np.generic) else r[k]) for k in keep})
+            for _, r in first.iterrows()]

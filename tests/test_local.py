@@ -225,18 +225,18 @@ def test_dry_run_prints_commands_and_writes_nothing(tmp_path, capsys):
 
 
 def test_grid_points_that_train_the_same_thing_are_skipped(tmp_path, capsys):
-    # imagenette_cpu: alpha {-1, 0, 1} x mode {grl, confusion} x 2 seeds = 12 points; confusion at
-    # alpha >= 0 IS grl, so 4 of them repeat an earlier point and only 8 run.
+    # imagenette_cpu: alpha {-1, 0, 1} x mode {grl, confusion} x 5 seeds = 30 points; confusion at
+    # alpha >= 0 IS grl, so 10 of them repeat an earlier point and only 20 run.
     code, out, err = main(capsys, str(SWEEPS / "imagenette_cpu.yaml"), "--dry-run", "--out", str(tmp_path / "o"))
     assert code == 0, err
     commands = [ln for ln in out.splitlines() if ln.startswith("[")]
-    assert len(commands) == 8
-    assert sum("--alpha_mode=confusion" in c for c in commands) == 2
+    assert len(commands) == 20
+    assert sum("--alpha_mode=confusion" in c for c in commands) == 5
     assert all("--alpha=-1.0" in c for c in commands if "--alpha_mode=confusion" in c)
-    assert "12 grid point(s), 8 to run (4 skipped: same computation as an earlier point)" in out
+    assert "30 grid point(s), 20 to run (10 skipped: same computation as an earlier point)" in out
     plan = local.make_plan(local.build_parser().parse_args([str(SWEEPS / "imagenette_cpu.yaml")]))
     skipped = [r for r in plan.runs if r.state == "skipped"]
-    assert len(skipped) == 4 and all(r.params["alpha_mode"] == "confusion" and r.params["alpha"] >= 0 for r in skipped)
+    assert len(skipped) == 10 and all(r.params["alpha_mode"] == "confusion" and r.params["alpha"] >= 0 for r in skipped)
     assert all("same computation as run" in r.summary["skipped"] for r in skipped)
 
 

@@ -16,7 +16,7 @@ import pytest
 from analysis import ALPHA, ALPHA_MODE, EPOCH, LR, METRIC_COLUMNS, RUN_ID, RUN_NAME, SEED, STATE, STEPS, TIDY_COLUMNS
 from analysis import plots
 from analysis.gap import gap_statistics
-from mae_gap.metrics import VAL_KNN_ACC, VAL_MSE, VAL_PROBE_ACC
+from mae_gap.metrics import VAL_KNN_ACC, VAL_LINEAR_ACC, VAL_MSE, VAL_PROBE_ACC
 
 # SPEC section 6: the original study's 25 alphas.
 FULL_ALPHAS = (-10, -5, -2, -1, -0.5, -0.1, -0.05, -0.01, -0.005, -0.001, -0.0001, -0.00001, 0,
@@ -54,7 +54,11 @@ def sweep2():
 
 @pytest.fixture(scope="module")
 def stats2(sweep2):
-    return gap_statistics(sweep2, acc_key=VAL_PROBE_ACC, n_perm=199)
+    return _stats(sweep2)
+
+
+def _stats(df, acc_key=VAL_PROBE_ACC):
+    return gap_statistics(df, acc_key=acc_key, n_perm=199, n_draws=100).to_json()
 
 
 def _labelled(ax):
@@ -111,7 +115,7 @@ def test_negative_vs_positive_panels(sweep2, stats2):
 
 def test_negative_vs_positive_with_empty_groups():
     df = make_sweep(alphas=(0.1, 1.0), lrs=(1e-4,), epochs=4)
-    fig = plots.negative_vs_positive(df, None, VAL_PROBE_ACC, VAL_MSE)  # stats computed inside
+    fig = plots.negative_vs_positive(df, _stats(df), VAL_PROBE_ACC, VAL_MSE)
     titles = " ".join(ax.get_title() for ax in fig.axes)
     assert "α < 0: 0 runs" in titles and "α = 0: 0 runs" in titles
     plots.plt.close(fig)
@@ -149,7 +153,7 @@ def test_save_all_two_lrs(tmp_path, sweep2, stats2):
 
 def test_save_all_one_lr_no_lr_plot(tmp_path):
     df = make_sweep(lrs=(1.5e-4,), epochs=4)
-    paths = plots.save_all(df, None, tmp_path, VAL_PROBE_ACC, VAL_MSE)
+    paths = plots.save_all(df, _stats(df), tmp_path, VAL_PROBE_ACC, VAL_MSE)
     assert "lr_alpha_scatter" not in paths and not (tmp_path / plots.LR_ALPHA_PNG).exists()
     assert len(paths) == 4
     for path in paths.values():
@@ -158,8 +162,33 @@ def test_save_all_one_lr_no_lr_plot(tmp_path):
 
 def test_other_accuracy_key_and_nan_rows(tmp_path):
     df = make_sweep(alphas=(-1.0, 0.0, 1.0), lrs=(1e-4,), epochs=6)  # k-NN NaN on odd epochs
-    paths = plots.save_all(df, None, tmp_path, VAL_KNN_ACC, VAL_MSE)
+    paths = plots.save_all(df, _stats(df, VAL_KNN_ACC), tmp_path, VAL_KNN_ACC, VAL_MSE)
     assert len(paths) == 4
+
+
+def test_matched_figure_draws_the_json_numbers():
+    """The effects, intervals and mean difference curves drawn are gap_statistics.json's numbers."""
+    from analysis.plot_matched import matched_mse_accuracy
+    from analysis.tidy import read_table
+
+    table = Path(__file__).resolve().parents[1] / "analysis" / "results" / "imagenette_cpu" / "trajectories.csv"
+    df = read_table(table)
+    stats = _stats(df, VAL_LINEAR_ACC)
+    fig = matched_mse_accuracy(df, stats)
+    left, right = fig.axes[:2]
+    drawn_effects = {c.get_gid().split(":", 1)[1]: c.get_offsets()[0][1] for c in right.collections
+                     if (c.get_gid() or "").startswith("effect:")}
+    drawn_ci = {c.get_label().split(":", 1)[1]: c for c in right.containers if c.get_label().startswith("_ci:")}
+    drawn_mean = {line.get_gid().split(":", 1)[1]: line for line in left.lines if (line.get_gid() or "").startswith("mean:")}
+    rows = [r for r in stats["matched_mse"]["by_condition"] if r["estimable"]]
+    assert rows and set(drawn_effects) == {r["condition"] for r in rows} == set(drawn_mean)
+    for r in rows:
+        assert drawn_effects[r["condition"]] == pytest.approx(r["effect_pp"])
+        segment = drawn_ci[r["condition"]].lines[2][0].get_segments()[0]
+        assert [segment[0][1], segment[1][1]] == pytest.approx([r["ci_low_pp"], r["ci_high_pp"]])
+        mean = np.asarray(r["curve"]["mean"], float)
+        assert drawn_mean[r["condition"]].get_ydata() == pytest.approx(mean[np.isfinite(mean)])
+    plots.plt.close(fig)
 
 
 def test_no_torch_import():
@@ -175,8 +204,8 @@ def test_no_torch_import():
 if __name__ == "__main__":  # render the figures for a visual check
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/plots")
     df = make_sweep()
-    print(plots.save_all(df, gap_statistics(df, acc_key=VAL_PROBE_ACC, n_perm=999), out / "two_lrs"))
+    print(plots.save_all(df, _stats(df), out / "two_lrs"))
     df1 = make_sweep(lrs=(1.5e-4,), epochs=8)
-    print(plots.save_all(df1, gap_statistics(df1, acc_key=VAL_PROBE_ACC, n_perm=999), out / "one_lr"))
+    print(plots.save_all(df1, _stats(df1), out / "one_lr"))
     dneg = make_sweep(alphas=(-1.0, -0.1, -1e-5), lrs=(1e-4,), epochs=8)
-    print(plots.save_all(dneg, None, out / "neg_only"))
+    print(plots.save_all(dneg, _stats(dneg), out / "neg_only"))

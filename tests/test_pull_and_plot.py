@@ -88,7 +88,7 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
                          ("dup-9 (id9)", "duplicate grid point of good-4 (id4)")]:
         line = next(ln for ln in printed.splitlines() if name in ln)
         assert reason in line, line
-    assert "Γ = " in printed and "ρ = " in printed and "matched-MSE test" in printed
+    assert "Γ = " in printed and "ρ = " in printed and "at equal val/mse vs alpha=0" in printed
     assert "95% CI" not in printed  # the whole-run bootstrap of Γ is gone
     assert "retries: 0" in printed and "pull: 10 runs pulled" in printed
 
@@ -100,8 +100,9 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
     for png in PNGS:
         assert (out / png).stat().st_size > 10_000, png
     doc = json.loads((out / "gap_statistics.json").read_text())
-    for key in ("gamma", "rho", "p", "bins", "by_sign", "n_points", "n_runs", "noise_floor", "gamma_excess",
-                "matched_mse", "cross_run_rho", "conditions", "runs", "exclusions", "inputs", "pull"):
+    for key in ("gamma", "rho", "p", "bins", "by_sign", "n_points", "n_runs", "noise_floor", "noise_floor_q95",
+                "gamma_excess", "gamma_p", "planner", "matched_mse", "cross_run_rho", "conditions", "runs",
+                "exclusions", "inputs", "pull"):
         assert key in doc, key
     assert len(doc["bins"]) == 4 and set(doc["by_sign"]) == {"negative", "zero", "positive"}
     assert doc["runs"] == {"found": 10, "used": 5, "excluded": 5,
@@ -114,8 +115,8 @@ def test_cli_api_pull_exclusions_files_json_and_offline_upload(fake, tmp_path, c
     assert (inputs["sweep"], inputs["acc_key"], inputs["mse_key"], inputs["bins"], inputs["n_perm"]) == (
         f"{ENTITY}/{PROJECT}/{sid}", M.VAL_LINEAR_ACC, M.VAL_MSE, 4, 50)
     assert doc["n_runs"] == 5 and "gamma_ci" not in doc  # no whole-run bootstrap of a max - min
-    assert doc["noise_floor"]["floor"] is None and "no seed replicates" in doc["noise_floor"]["note"]
-    assert "noise floor of Γ is unknown" in printed
+    assert doc["noise_floor"] is None and "2 or more seeds" in doc["gamma_null"]["reason"]
+    assert "Γ has no null (add seeds)" in printed
 
     # The offline analysis run: images, table, statistics, artifact; not in the sweep.
     assert "upload: offline analysis run" in printed

@@ -67,7 +67,7 @@ def small_analysis(out: Path):
     runs = [RunInfo(f"r{i}", f"run-{i}", "finished", config={"alpha": a, "lr": lr, "seed": 0})
             for i, (a, lr) in enumerate([(-1.0, 1e-3), (0.0, 1e-3), (0.5, 1e-4), (1.0, 1e-4)])]
     table, _, _ = tidy_table(runs, {r.run_id: epoch_rows(i, 5) for i, r in enumerate(runs)})
-    stats = gap_statistics(table, n_perm=99)
+    stats = gap_statistics(table, n_perm=99, n_draws=50).to_json()
     images = plots.save_all(table, stats, out)
     parquet = out / "trajectories.parquet"
     table.to_parquet(parquet, index=False)
@@ -115,7 +115,7 @@ def test_offline_analysis_run_has_images_table_stats_and_artifact(isolated_wandb
     assert row["trajectories._type"] == "table-file" and row["trajectories.nrows"] == len(table)
     assert run["summary"]["gamma"] == pytest.approx(stats["gamma"])
     assert run["summary"]["cross_run_rho/rho"] == pytest.approx(stats["cross_run_rho"]["rho"])
-    assert "gamma_excess" not in run["summary"]  # one seed per run: no noise floor, none invented
+    assert "gamma_excess" not in run["summary"] and "gamma_p" not in run["summary"]  # one seed per run: no null
     assert run["summary"]["by_sign/negative/n_runs"] == 1
     (art,) = [a for a in run["artifacts"] if a["type"] == "analysis"]
     assert art["name"] == "gap-analysis-sw1"
@@ -123,13 +123,19 @@ def test_offline_analysis_run_has_images_table_stats_and_artifact(isolated_wandb
 
 
 def test_summary_of_flattens_and_drops_missing():
-    s = summary_of({"gamma": 1.0, "rho": None, "p": 0.1, "gamma_excess": 0.25, "noise_floor": {"floor": 0.75},
-                    "matched_mse": {"p_value": 0.03, "eta_squared": None, "effect_pp": {"α=1": 4.0, "α=-1": None}},
-                    "cross_run_rho": {"rho": -0.2, "p_value": 0.5},
-                    "by_sign": {"zero": {"gamma": 0.0, "rho": None, "n_runs": 1}}}, {"runs_found": 3})
-    assert s == {"gamma": 1.0, "p": 0.1, "gamma_floor": 0.75, "gamma_excess": 0.25, "cross_run_rho/rho": -0.2,
-                 "cross_run_rho/p_value": 0.5, "matched_mse/p_value": 0.03, "matched_mse/effect_pp/α=1": 4.0,
-                 "by_sign/zero/gamma": 0.0, "by_sign/zero/n_runs": 1, "runs_found": 3}
+    s = summary_of({"gamma": 1.0, "rho": None, "p": 0.1, "gamma_excess": 0.25, "noise_floor": 0.75, "gamma_p": 0.01,
+                    "matched_mse": {"omnibus": {"p_value": 0.06, "t_p_value": None},
+                                    "by_condition": [{"condition": "α=1", "effect_pp": 4.0, "ci_low_pp": 3.0,
+                                                      "ci_high_pp": 5.0, "p_value": 0.06, "t_p_value": 0.001},
+                                                     {"condition": "α=-1", "effect_pp": None}]},
+                    "cross_run_rho": {"rho": -0.2, "p_value": 0.5}, "planner": {"sd_pp": 0.7, "mde_pp": None},
+                    "by_sign": {"zero": {"gamma": 0.0, "rho": None, "n_runs": 1, "null": {"gamma_p": 0.5}}}},
+                   {"runs_found": 3})
+    assert s == {"gamma": 1.0, "p": 0.1, "noise_floor": 0.75, "gamma_excess": 0.25, "gamma_p": 0.01,
+                 "cross_run_rho/rho": -0.2, "cross_run_rho/p_value": 0.5, "planner/sd_pp": 0.7,
+                 "matched_mse/omnibus/p_value": 0.06, "matched_mse/α=1/effect_pp": 4.0, "matched_mse/α=1/ci_low_pp": 3.0,
+                 "matched_mse/α=1/ci_high_pp": 5.0, "matched_mse/α=1/p_value": 0.06, "matched_mse/α=1/t_p_value": 0.001,
+                 "by_sign/zero/gamma": 0.0, "by_sign/zero/n_runs": 1, "by_sign/zero/gamma_p": 0.5, "runs_found": 3}
 
 
 # --------------------------------------------------------------------------- the report
@@ -141,8 +147,9 @@ def test_report_spec_sent_to_the_backend(report_fake):
         ENTITY, PROJECT, "sw42", acc_key=M.VAL_PROBE_ACC, mse_key=M.VAL_MSE,
         analysis_run_id="ana123", image_keys=["plots/tube_scatter_signed_alpha", "plots/alpha_vs_final_metrics"],
         stats={"gamma": 0.5, "rho": -0.4, "p": 1e-5, "n_runs": 3, "n_points": 30,
-               "noise_floor": {"floor": 0.3, "gamma_excess": 0.2}, "cross_run_rho": {"rho": -0.1, "p_value": 0.8},
-               "matched_mse": {"effect_pp": {"α=1": 4.0}, "p_value": 0.02}},
+               "noise_floor": 0.3, "gamma_excess": 0.2, "gamma_p": 0.01, "cross_run_rho": {"rho": -0.1, "p_value": 0.8},
+               "matched_mse": {"by_condition": [{"condition": "α=1", "estimable": True, "effect_pp": 4.0,
+                                                 "ci_low_pp": 3.0, "ci_high_pp": 5.0}]}},
         exclusions=["run-9 (r9): crashed"],
     )
     assert report_fake.views == []  # building sends nothing
@@ -173,5 +180,6 @@ def test_report_spec_sent_to_the_backend(report_fake):
     media = next(p for p in panels.values() if p["viewType"] == "Media Browser")["config"]
     assert media["mediaKeys"] == ["plots/tube_scatter_signed_alpha", "plots/alpha_vs_final_metrics"]
     text = json.dumps(spec, ensure_ascii=False)
-    assert "Γ = 0.5, seed-noise floor 0.3, Γ − floor = 0.2" in text and "α=1 +4.00 pp" in text
+    assert "Γ = 0.5; under the seed-noise null its median is 0.3" in text and "Γ − median = 0.2, p = 0.01" in text
+    assert "α=1 +4.00 pp [+3.00, +5.00]" in text
     assert "run-9 (r9): crashed" in text

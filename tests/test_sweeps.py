@@ -167,7 +167,7 @@ def test_spec_grids():
     assert lr_alpha["lr"]["values"] == [1e-3, 1e-4] and lr_alpha["alpha"]["values"] == [-0.5, 0.0, 0.5]
     sizes = {n: len(grid(validate(load(SWEEPS / f"{n}.yaml"), n))) for n in NAMES}
     assert sizes == {"smoke": 3, "quick": 3, "lr_alpha": 6, "full_alpha": 25, "quick_seeds": 9, "noise_floor": 5,
-                     "imagenette_cpu": 12}
+                     "imagenette_cpu": 30}
 
 
 def test_replicate_sweeps_differ_from_their_base_only_in_the_seed():
@@ -188,7 +188,7 @@ def test_imagenette_cpu_is_the_real_data_demonstration():
     cfgs = [parse_args(sweep_args(p)["args"]) for p in points]
     assert {(c.alpha, c.effective_alpha_mode) for c in cfgs} == {(-1.0, "grl"), (0.0, "grl"), (1.0, "grl"),
                                                                    (-1.0, "confusion")}
-    assert {c.seed for c in cfgs} == {0, 1}
+    assert {c.seed for c in cfgs} == {0, 1, 2, 3, 4}
     c = cfgs[0]
     assert (c.data_dir, c.img_size, c.patch_size, c.embed_dim, c.depth, c.decoder_embed_dim, c.decoder_depth) == (
         "../shared/data/imagenette-224", 64, 8, 96, 6, 96, 2)
