@@ -37,6 +37,7 @@ from mae_gap import metrics as M
 from mae_gap.config import ConfigError, TrainConfig, parse_args
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
+STOP_STATUS_TIMEOUT_S = 10.0  # how long a SIGTERM waits for the service to say "stopped from the UI"
 FLUSH_INTERVAL_S = 1.0  # wandb-core's run-file flush interval (its default: 15 s)
 RUN_ID_ENV = "MAE_GAP_RUN_ID"  # rank 0's W&B run id, for the DDP ranks it launches
 
@@ -73,7 +74,8 @@ def run_config(cfg: TrainConfig, fingerprint: str = "") -> dict[str, Any]:
 class StopRequest:
     """`wandb.Settings.stop_fn`: W&B calls it (in a thread) when the run is stopped from the UI. It
     notes the request, then interrupts the main thread as W&B's default would (SIGINT), so that the
-    interrupt can be told apart from a preemption (wandb/sdk/wandb_run.py:187-191)."""
+    interrupt can be told apart from a preemption (wandb 0.31, `RunStatusChecker` in
+    wandb/sdk/wandb_run.py passes it to `run_stopping.RunStopChecker`)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -332,9 +334,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def stopped_from_ui(run) -> bool:
+    """Under `wandb agent` a stop from the UI arrives as a SIGTERM: the agent answers the service's
+    stop command with `proc.terminate()` (wandb 0.31, `Agent._command_stop`), while the run's own
+    check (`wandb.sdk.lib.run_stopping`, every 15 s) calls `stop_fn` later if at all, and never for
+    an offline run. SLURM's preemption is a SIGTERM too, so ask the service which one this is; when
+    it cannot answer (no network, its process killed with the job) the SIGTERM is a preemption."""
+    if not os.environ.get("WANDB_SWEEP_ID"):
+        return False
+    from analysis.wandb_compat import run_stop_requested
+
+    entity = getattr(run, "entity", None) or os.environ.get("WANDB_ENTITY") or None
+    project = getattr(run, "project", None) or os.environ.get("WANDB_PROJECT") or None
+    return bool(run_stop_requested(entity, project, run.id, STOP_STATUS_TIMEOUT_S))
+
+
 def interrupted(run, stop: StopRequest, ckpt: Path, sigterm: bool) -> int:
     """A stop from the W&B UI ends the run as stopped (exit 0: not requeued, not an agent failure);
     any other SIGTERM/SIGINT is a preemption: resumable from the last epoch checkpoint."""
+    if sigterm and not stop.requested and stopped_from_ui(run):
+        stop.requested = True
     if stop.requested:
         print(f"agent.train: stopped from the W&B UI; run {run.id} ends here", file=sys.stderr)
         try:

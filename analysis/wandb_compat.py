@@ -14,10 +14,12 @@ have each part (checked against the released wheels; `pyproject.toml` states the
 | `Settings.x_transaction_log_flush_interval` (a run killed with its wandb-core keeps what it logged; 0.27–0.30 write the run file only as buffers fill, so a double kill lost every record of the attempt, the preempting mark included) | 0.31.0 |
 | `wandb.sdk.launch.sweeps.utils.create_sweep_command(_args)`, `wandb.sdk.lib.config_util` | 0.12 |
 | `wandb.proto.wandb_internal_pb2` (the offline `.wandb` records) | 0.12 |
+| `wandb.sdk.launch.api.LaunchApi.check_stop_requested` (the service's `RunStoppedStatus`) | present in the floor, 0.31.0 |
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -116,3 +118,27 @@ def record_protos():
     except ImportError:
         raise _missing("wandb.proto.wandb_internal_pb2", "0.12") from None
     return wandb_internal_pb2
+
+
+def run_stop_requested(entity: str | None, project: str | None, run_id: str, timeout_s: float = 10.0) -> bool | None:
+    """Has the run been stopped from the W&B UI? The service's answer to `RunStoppedStatus` (the
+    query of `LaunchApi.check_stop_requested`, wandb 0.31), asked in a thread; None when it cannot
+    tell within `timeout_s` (no network, wandb-core gone, an error)."""
+    try:
+        from wandb.sdk.launch.api import LaunchApi
+    except ImportError:
+        raise _missing("wandb.sdk.launch.api.LaunchApi", "0.31.0") from None
+    if not hasattr(LaunchApi, "check_stop_requested"):
+        raise _missing("LaunchApi.check_stop_requested", "0.31.0")
+    answer: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            answer["stopped"] = bool(LaunchApi(timeout=int(max(timeout_s, 1))).check_stop_requested(project, entity, run_id))
+        except Exception as err:  # noqa: BLE001 - any failure: the caller cannot tell, and says so
+            answer["error"] = err
+
+    thread = threading.Thread(target=ask, name="stop-status", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return answer.get("stopped")

@@ -390,8 +390,10 @@ def test_run_killed_with_its_wandb_core_comes_back_and_a_ui_stop_does_not(sweep)
     1. seed 0: SIGTERM to agent.train *and* its wandb-core mid-run (what SLURM does to every
        process of a job). The run was marked preempting when training started, so W&B (the fake)
        sees it end preempted and requeues it; it resumes from its checkpoint; one complete history.
-    2. seed 1: stopped from the UI. The agent gets a stop command and terminates it; the run ends
-       killed and is not re-issued.
+    2. seed 1: stopped from the UI. The agent gets the service's stop command and terminates it
+       (a SIGTERM, like a preemption); agent.train asks the service (RunStoppedStatus), exits 0 as
+       stopped with its epochs kept, and is not re-issued. The fake requeues any run that ends
+       preempted, stopped or not, so a stop answered as a preemption fails this test.
     """
     from agent.train import FLUSH_INTERVAL_S
 
@@ -425,6 +427,11 @@ def test_run_killed_with_its_wandb_core_comes_back_and_a_ui_stop_does_not(sweep)
     issued = sweep.issued()
     assert [(c["type"], c["run_id"]) for c in issued] == [("run", first), ("resume", first), ("run", second)]
     assert sweep.run(first).state == "finished" and sweep.run(second).state == "killed"
+    (stopped_folder,) = run_folders(sweep.wandb_dir, second)
+    stopped = read_offline_run(stopped_folder)
+    assert stopped["complete"] and stopped["exit_code"] == 0, "a stop from the UI is not a preemption"
+    assert stopped["summary"][M.FAILURE_REASON] == "stopped from the W&B UI" and stopped["history"]
+    assert f"stopped from the W&B UI; run {second} ends here" in sweep.log_text()
     killed_attempt = read_offline_run(run_folders(sweep.wandb_dir, first)[0])
     assert not killed_attempt["complete"] and [r[M.EPOCH] for r in killed_attempt["history"]][:2] == [1, 2]
     table = load_offline_runs(sweep.wandb_dir).table

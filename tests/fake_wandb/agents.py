@@ -64,11 +64,13 @@ class _AgentOps:
 
     def _run_over(self, run: FakeRun, sweep: FakeSweep | None, default: str) -> None:
         """An issued run's process is gone: its final state, and a requeue if preempted."""
-        if run.stop_requested:
-            run.state = "killed"  # stopped by the user: over, whatever its exit code
-            return
         reported = self.run_state_from(run) if self.run_state_from else None
         run.state = reported or default
+        if run.stop_requested and run.state != "preempted":
+            run.state = "killed"  # stopped by the user and ended without a preemption: over
+        # A run stopped from the UI that still ends preempted (marked preempting, exit non-zero) is
+        # requeued like any other: the documented rule names no exception for stopped runs, so
+        # agent.train must not end a stopped run that way.
         if run.state == "preempted" and sweep is not None and run.run_id not in sweep.requeued:
             sweep.requeued.append(run.run_id)  # W&B requeues a preempted sweep run
 
@@ -94,23 +96,24 @@ class _AgentOps:
             elif run.state in ("pending", "running"):
                 self._run_over(run, sweep, self.agent_run_state)
 
-    def _stop_command(self, agent, sweep: FakeSweep, running: dict) -> dict | None:
-        """A ``stop`` for this agent's live runs stopped from the UI and not yet told."""
+    def _stop_commands(self, agent, sweep: FakeSweep, running: dict) -> list[dict]:
+        """A ``stop`` for each of this agent's live runs stopped from the UI and not yet told."""
         stops = [rid for rid in agent["runs"] if running.get(rid)
                  and (r := self._runs.get((sweep.entity, sweep.project, rid))) is not None
                  and r.stop_requested and not r.stop_sent]
         if not stops:
-            return None
+            return []
         for rid in stops:
             self._runs[(sweep.entity, sweep.project, rid)].stop_sent = True
-        return {"type": "stop", "run_ids": stops, "id": _new_id(self._rng, 12)}
+        # one command per run: the agent reads command["run_id"] (wandb 0.31, Agent._command_stop)
+        return [{"type": "stop", "run_id": rid, "id": _new_id(self._rng, 12)} for rid in stops]
 
     def _agent_commands(self, agent, sweep, running: dict) -> list[dict]:
         self._expire_silent_agents(sweep)
         self._update_agent_runs(agent, sweep, running)
-        stop = self._stop_command(agent, sweep, running)
-        if stop is not None:
-            return [stop]
+        stops = self._stop_commands(agent, sweep, running)
+        if stops:
+            return stops
         if sweep is None or sweep.state in _OVER:
             return [{"type": "exit"}]
         if sweep.state == "PAUSED" or any(running.values()):

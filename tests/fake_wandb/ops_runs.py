@@ -152,5 +152,11 @@ class _RunOps:
             return {"project": {"run": None}}
         return {"project": {"run": {"parquetHistory": {"parquetUrls": [], "liveData": []}}}}
 
+    def _op_RunStoppedStatus(self, q, v):
+        """``project.run.stopped``: has the run been stopped from the UI? (the query of wandb 0.31's
+        ``LaunchApi.check_stop_requested``, which agent.train asks when a SIGTERM arrives)."""
+        run = self._find_run(v.get("entityName"), v.get("projectName"), v.get("runId"))
+        return {"project": {"run": None if run is None else {"stopped": bool(run.stop_requested)}}}
+
     def _op_RunResumeStatus(self, q, v):
         return {"model": None}

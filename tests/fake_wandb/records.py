@@ -86,7 +86,7 @@ class FakeRun:
             "exitcode": 0 if self.state == "finished" else None,
             "shouldStop": False,
             "failed": self.state == "failed",
-            "stopped": False,
+            "stopped": self.stop_requested,
             "running": self.state == "running",
         }
         if not lightweight:

@@ -58,9 +58,11 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
     Grid points and their order come from W&B's own engine (``sweeps.next_run``, see ``grid``).
     Arguments are sent the way the server sends them: a whole-number float becomes an int
     (``--alpha=-10``, not ``-10.0``: sweeps/grid_search.py:22-25, "becomes an int when it becomes
-    part of the run config in AgentHeartbeat"). ``stop_run`` plays a stop from the UI: the agent
-    running the run gets ``{"type": "stop", "run_ids": [...]}`` (wandb/wandb_agent.py:571, 678-696)
-    and the run ends "killed", never requeued.
+    part of the run config in AgentHeartbeat"). ``stop_run`` plays a stop from the UI: the run's
+    ``stopped`` flag is set (``RunStoppedStatus`` answers it) and the agent running it gets one
+    ``{"type": "stop", "run_id": ...}`` per run (the shape wandb 0.31's ``Agent._command_stop``
+    reads; the agent answers it with ``proc.terminate()``, a SIGTERM). The run then ends "killed"
+    unless it ends preempted, which is requeued like any preemption.
     """
 
     def __init__(
