@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def stopped_from_ui(run) -> bool:
     """Under `wandb agent` a stop from the UI arrives as a SIGTERM: the agent answers the service's
     stop command with `proc.terminate()` (wandb 0.31, `Agent._command_stop`), while the run's own
-    check (`wandb.sdk.lib.run_stopping`, every 15 s) calls `stop_fn` later if at all, and never for
+    check (the SDK's run-stopping checker, every 15 s) calls `stop_fn` later if at all, and never for
     an offline run. SLURM's preemption is a SIGTERM too, so ask the service which one this is; when
     it cannot answer (no network, its process killed with the job) the SIGTERM is a preemption."""
     if not os.environ.get("WANDB_SWEEP_ID"):
