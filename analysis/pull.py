@@ -32,9 +32,10 @@ rescued never reaches Python and is not counted. Other errors (401, 404, GraphQL
 not retried. A `WANDB__GRAPHQL_RETRY_MAX` set by the user wins; `RetryPolicy.timeout_s` is
 Python's wait for one answer.
 
-Cache (`<out>/cache/<sweep_id>/`): `runs.json` (the listing: sweep path, every run's id, name,
-state, config, summary, last step) and `history/<run_id>.parquet` (one per run, written when
-that run's history is complete). A re-run whose listing is cached and whose runs all ended
+Cache (`<out>/cache/<sweep_id>/`): `runs.json` (the listing, written once per pull: sweep path, every run's id, name,
+state, config, summary, last step) and per run `history/<run_id>.parquet` and `<run_id>.json`
+(the state and last step it was pulled at), written once when that run's history is complete, so
+a pull's writes grow linearly with its runs. A re-run whose listing is cached and whose runs all ended
 (finished, failed, crashed) with their histories cached reads the cache and makes **no
 request at all** (not even a login check). An interrupted pull resumes: one new `runs` query,
 then only the runs whose history is missing, still running, or changed since (state or last
@@ -92,7 +93,7 @@ __all__ = [  # the pull, and the names of the modules split from it that callers
     "numeric_rows", "parse_sweep", "pull_sweep", "run_columns", "select_runs", "tidy_state", "tidy_table",
 ]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: per-run state files beside the histories (1 kept them in runs.json)
 RUNS_JSON = "runs.json"
 HISTORY_DIR = "history"
 
@@ -169,7 +170,10 @@ def _jsonable(v: Any) -> bool:
 
 
 class Cache:
-    """`<root>/runs.json` + `<root>/history/<run_id>.parquet` (atomic writes, mae_gap.fileio)."""
+    """`<root>/runs.json` (the listing, written once per pull) + per run `<root>/history/<run_id>.parquet`
+    and `<run_id>.json` (the state and last step it was pulled at, written after the parquet): a
+    pull writes each run's files once and never rewrites a whole-sweep file (atomic writes,
+    mae_gap.fileio)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -187,18 +191,24 @@ class Cache:
             return None
         return data
 
-    def write_listing(self, sweep: str, runs: Sequence[RunInfo], histories_state: Mapping[str, Any]) -> None:
+    def write_listing(self, sweep: str, runs: Sequence[RunInfo]) -> None:
         data = {
             "version": CACHE_VERSION,
             "sweep": sweep,
             "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "runs": [r.to_json() for r in runs],
-            "histories": dict(histories_state),  # run id -> {"state", "last_step"} at pull time
         }
         atomic_write(self.root / RUNS_JSON, json.dumps(data, indent=1, sort_keys=True, default=str))
 
     def has_history(self, run_id: str) -> bool:
         return self.history_path(run_id).is_file()
+
+    def history_state(self, run_id: str) -> dict[str, Any] | None:
+        """{"state", "last_step"} of the run when its cached history was pulled; None if none."""
+        try:
+            return json.loads(self.history_path(run_id).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return None
 
     def read_history(self, run_id: str) -> list[dict[str, float]]:
         frame = pd.read_parquet(self.history_path(run_id))
@@ -207,12 +217,13 @@ class Cache:
             rows.append({k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v))})
         return rows
 
-    def write_history(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def write_history(self, run_id: str, rows: Sequence[Mapping[str, Any]], state: Mapping[str, Any]) -> None:
         clean = numeric_rows(rows)
         cols = sorted({k for r in clean for k in r})
         frame = pd.DataFrame.from_records(clean, columns=cols).astype("float64")
         with atomic_path(self.history_path(run_id)) as tmp:
             frame.to_parquet(tmp, index=False)
+        atomic_write(self.history_path(run_id).with_suffix(".json"), json.dumps(dict(state), sort_keys=True))
 
     def cached_for_good(self, pulled: Mapping[str, Any] | None, run: RunInfo) -> bool:
         """Whether the cached history of `run` is complete and current: pulled after the run
@@ -272,11 +283,11 @@ def pull_sweep(
     runs = [_run_info(r, e, p) for r in wruns]
 
     # Which histories the cache already holds for good.
-    cached_state = (listing or {}).get("histories", {})
+    cached_state = {} if refresh else {r.run_id: cache.history_state(r.run_id) for r in runs}
     cached_ids = [r.run_id for r in runs if cache.cached_for_good(cached_state.get(r.run_id), r)]
     todo = [r.run_id for r in runs if r.run_id not in cached_ids]
     hist_state = {rid: cached_state[rid] for rid in cached_ids}
-    cache.write_listing(path, runs, hist_state)
+    cache.write_listing(path, runs)
     histories: dict[str, list[dict[str, Any]]] = {rid: cache.read_history(rid) for rid in cached_ids}
     if todo:
         say(f"pulling {plural(len(todo), 'run history', 'run histories')} ({len(cached_ids)} cached) "
@@ -308,8 +319,8 @@ def _from_cache(cache: Cache, listing: Mapping[str, Any], t0: float) -> PullResu
     """The whole pull from the cache (no request at all) when every run ended and its history is
     cached for good; else None."""
     runs = [RunInfo.from_json(r) for r in listing["runs"]]
-    done = listing.get("histories", {})
-    if not runs or not all(r.state in ENDED_STATES and cache.cached_for_good(done.get(r.run_id), r) for r in runs):
+    if not runs or not all(r.state in ENDED_STATES and cache.cached_for_good(cache.history_state(r.run_id), r)
+                           for r in runs):
         return None
     histories = {r.run_id: cache.read_history(r.run_id) for r in runs}
     table, dups, ignored = tidy_table(runs, histories)
@@ -353,6 +364,28 @@ def _list_runs(api: Any, path: str, policy: RetryPolicy, stats: RetryStats) -> l
     return wruns
 
 
+def bounded(fn: Callable[[], Any], seconds: float, what: str) -> Any:
+    """fn() in a daemon thread, waited for at most `seconds`: wandb sends a history scan to
+    wandb-core with no timeout, so a stalled one would hold the pull for ever. Raises TimeoutError
+    (retried by `call_with_retries`); the abandoned thread ends when its answer comes."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, name="bounded-scan", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"{what} did not finish in {seconds:g} s")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 class _HistoryPull:
     """The history scans of a pull, in parallel threads, each run cached as soon as it is complete."""
 
@@ -368,7 +401,8 @@ class _HistoryPull:
         run, info = self.wruns[rid], self.infos[rid]
 
         def scan() -> list[dict[str, Any]]:
-            rows = list(run.scan_history(page_size=1000))
+            rows = bounded(lambda: list(run.scan_history(page_size=1000)), self.policy.scan_timeout_s,
+                           f"the history scan of {info.label}")
             if not rows and info.last_step >= 0:  # the listing says rows exist: never cache this
                 raise EmptyHistory(f"the history of {info.label} came back empty; W&B lists step {info.last_step}")
             return rows
@@ -376,11 +410,11 @@ class _HistoryPull:
         rows: list[dict[str, Any]] = []
         if info.last_step != NO_HISTORY:  # W&B says the run has rows, or did not say
             rows = call_with_retries(scan, f"history of {info.label}", self.policy, self.stats)
-        self.cache.write_history(rid, rows)
+        state = {"state": info.state, "last_step": info.last_step}
+        self.cache.write_history(rid, rows, state)  # this run's files only: a pull's writes grow linearly
         with self.lock:
             self.histories[rid] = numeric_rows(rows)
-            self.hist_state[rid] = {"state": info.state, "last_step": info.last_step}
-            self.cache.write_listing(self.path, self.runs, self.hist_state)
+            self.hist_state[rid] = state
 
     def run(self, todo: Sequence[str], workers: int) -> None:
         """Pull every run of `todo`; PullIncomplete naming those that failed (the rest is cached)."""

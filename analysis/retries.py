@@ -38,6 +38,7 @@ class RetryPolicy:
     rate_limit_patience_s: float = 600.0
     rate_cap_s: float = 60.0
     timeout_s: float = 60.0  # Python's wait for one GraphQL answer from wandb-core
+    scan_timeout_s: float = 300.0  # one run's whole history scan (wandb sends it with no timeout)
     core_retry_max: int = 1  # wandb-core's own retries per HTTP request (1 = the fewest it allows)
 
     def delay(self, retry: int, rng: random.Random | None = None, cap: float | None = None) -> float:
@@ -76,7 +77,7 @@ _HTTP_RE = re.compile(r"HTTP (\d{3})")
 _ATTEMPTS_RE = re.compile(r"after (\d+) attempt")
 _TRANSIENT_RE = re.compile(
     r"timed? ?out|timeout|deadline exceeded|connection (refused|reset|aborted)|broken pipe|"
-    r"\bEOF\b|temporarily unavailable|server closed|remote end closed",
+    r"\bEOF\b|temporarily unavailable|server closed|remote end closed|did not respond in time",
     re.IGNORECASE,
 )
 
@@ -85,19 +86,41 @@ class EmptyHistory(ConnectionError):
     """A history came back empty although the listing names a last step: a failed request (retried)."""
 
 
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status wandb attached to an error, if any: `ApiErrorResponse.http_status` on the
+    `WandbApiFailedError` of wandb-core's answer (wandb 0.31), or `response.status_code` of a
+    requests error, looked up along the error's chain (wandb's `CommError.exc`, causes, contexts)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        response = getattr(e, "response", None)
+        for attr in ("http_status", "status_code"):
+            code = getattr(response, attr, None)
+            if isinstance(code, int) and 100 <= code <= 599:
+                return code
+        stack.extend(x for x in (getattr(e, "exc", None), e.__cause__, e.__context__) if isinstance(x, BaseException))
+    return None
+
+
 def classify_error(exc: BaseException) -> tuple[bool, str, int]:
     """(retryable, kind, failed HTTP attempts) of an error from the W&B client.
 
-    Retryable: HTTP 429 and 5xx, timeouts, connection errors. wandb-core reports its own
-    attempts ("giving up after N attempt(s) ... HTTP 429: ..."), which are counted.
+    Retryable: HTTP 408, 429 and 5xx, timeouts (Python's wait for wandb-core included: "the service
+    process is busy and did not respond in time"), connection errors. The status comes from the
+    error's fields (`http_status`), from its message only when wandb attached none; wandb-core
+    reports its own attempts ("giving up after N attempt(s) ... HTTP 429: ..."), which are counted.
     """
     msg = f"{type(exc).__name__}: {exc}"
     m = _ATTEMPTS_RE.search(msg)
     attempts = int(m.group(1)) if m else 1
     codes = _HTTP_RE.findall(msg)
-    if codes:
-        code = int(codes[-1])
-        return (code == 429 or 500 <= code <= 599), f"HTTP {code}", attempts
+    code = http_status(exc) or (int(codes[-1]) if codes else None)
+    if code is not None:
+        return (code in (408, 429) or 500 <= code <= 599), f"HTTP {code}", attempts
     if isinstance(exc, (TimeoutError, ConnectionError)) or _TRANSIENT_RE.search(msg):
         return True, "timeout/connection", attempts
     return False, type(exc).__name__, attempts

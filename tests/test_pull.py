@@ -583,3 +583,36 @@ def test_run_columns_record_what_ran_and_duplicates_follow_it():
     used, excl = select_runs(table, M.VAL_LINEAR_ACC, M.VAL_MSE, runs=runs)
     assert [(e.run_id, e.reason.split(" of ")[0]) for e in excl] == [("c0", "duplicate grid point")]
 
+
+
+def test_errors_are_classified_by_the_status_wandb_attaches_then_by_message():
+    from wandb.proto import wandb_api_pb2
+    from wandb.sdk.lib.service.service_connection import WandbApiFailedError
+
+    def api_error(status, message="boom"):
+        return WandbApiFailedError(message, wandb_api_pb2.ApiErrorResponse(message=message, http_status=status))
+
+    assert classify_error(api_error(503))[:2] == (True, "HTTP 503")
+    assert classify_error(api_error(404, "HTTP 500 in the text is not the status"))[:2] == (False, "HTTP 404")
+    wrapped = RuntimeError("comm error")
+    wrapped.exc = api_error(429)  # wandb's CommError keeps the original in .exc
+    assert classify_error(wrapped)[:2] == (True, "HTTP 429")
+    # Python's own wait for wandb-core ran out (wandb 0.31, ServiceConnection.api_request): no status
+    busy = WandbApiFailedError("Failed to execute API request: the service process is busy and did not respond in time.")
+    assert classify_error(busy)[:2] == (True, "timeout/connection")
+
+
+def test_a_stalled_runs_page_and_a_stalled_history_scan_recover_within_their_bounds(fake, tmp_path):
+    """The service holds the `runs` page longer than Python waits for it, and later one history
+    scan longer than its bound: both are retried and the table is complete."""
+    sid, served = populate(fake, n_runs=3, epochs=3)
+    fake.clear_requests()
+    fake.stall_next(12.0, op="Runs")
+    fake.stall_next(12.0, op="HistoryPage")
+    policy = RetryPolicy(attempts=3, base_s=0.1, cap_s=0.2, timeout_s=2.0, scan_timeout_s=3.0)
+    t0 = time.monotonic()
+    res = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", tmp_path / "out", policy=policy, workers=3)
+    took = time.monotonic() - t0
+    pd.testing.assert_frame_equal(res.table, expected_table(served))
+    assert res.retries >= 2 and res.failures.get("timeout/connection", 0) >= 2, res.failures
+    assert took < 12, took  # neither stall was waited out (the stalled answers are still pending)

@@ -114,6 +114,22 @@ class _Traffic:
                 _Fault(status, int(times), dict(headers or {}), op, body)
             )
 
+    def stall_next(self, seconds: float, times: int = 1, *, op: str | None = None) -> None:
+        """Hold the next ``times`` GraphQL requests (named ``op``, if given) for ``seconds`` before
+        answering them normally: a service that is slow or stuck (the client must not wait for ever)."""
+        with self._lock:
+            self._stalls.append([float(seconds), int(times), op])
+
+    def _take_stall(self, op: str) -> float:
+        with self._lock:
+            for s in self._stalls:
+                if s[1] > 0 and (s[2] is None or s[2] == op):
+                    s[1] -= 1
+                    if s[1] == 0:
+                        self._stalls.remove(s)
+                    return s[0]
+        return 0.0
+
     def rate_limit(self, seconds: float, op: str | None = None) -> None:
         """Answer every GraphQL request (named ``op``, if given) with HTTP 429 for the next ``seconds``,
         with the headers the real service sends when a quota is used up: ``RateLimit-Remaining: 0``
@@ -218,6 +234,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(op, variables, 429, query)
             self._send(429, b'{"errors": [{"message": "rate limit exceeded"}]}', limited)
             return True
+        stall = fake._take_stall(op)
+        if stall:
+            time.sleep(stall)
         fault = fake._take_fault(op)
         if fault is not None:
             self._record(op, variables, fault.status, query)

@@ -90,6 +90,7 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
         self._sweeps: dict[tuple[str, str, str], FakeSweep] = {}
         self._agents: dict[str, dict[str, Any]] = {}
         self._faults: list[_Fault] = []
+        self._stalls: list[list] = []  # [seconds, times, op]: see ``stall_next``
         self._rate_limit: tuple[float, str | None] = (0.0, None)  # (until, only this op)
         self._log: list[FakeRequest] = []
         self._clock = 0
