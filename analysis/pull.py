@@ -9,7 +9,8 @@ How the pull talks to W&B (wandb 0.31, all GraphQL through the wandb-core sideca
 
 * **one** `runs` query with the sweep filter (`filters={"sweep": id}`, `lazy=False`, so config,
   summary and the history's last step come in that same query), then
-* per run, `run.scan_history()` **without** `keys=`: W&B's scan returns only the rows that
+* per run, `run.scan_history(use_cache=False)` **without** `keys=` (wandb-core reads a finished
+  run's parquet export, pages through the rest): W&B's scan returns only the rows that
   contain *every* requested key, so asking for the SPEC's keys would silently drop the epochs
   where an optional key is missing (`val/knn_acc` off epochs). A key-less scan returns every
   row with every key it has; rows are matched on `epoch`, a missing key becomes NaN, and rows
@@ -401,7 +402,10 @@ class _HistoryPull:
         run, info = self.wruns[rid], self.infos[rid]
 
         def scan() -> list[dict[str, Any]]:
-            rows = bounded(lambda: list(run.scan_history(page_size=1000)), self.policy.scan_timeout_s,
+            # use_cache=False: wandb-core's own cache names an export file by its index, not its
+            # URL, so a run exported in part and later in full would be read from the stale copy
+            # (wandb 0.31, Run.scan_history); this pull's cache is the cache.
+            rows = bounded(lambda: list(run.scan_history(page_size=1000, use_cache=False)), self.policy.scan_timeout_s,
                            f"the history scan of {info.label}")
             if not rows and info.last_step >= 0:  # the listing says rows exist: never cache this
                 raise EmptyHistory(f"the history of {info.label} came back empty; W&B lists step {info.last_step}")

@@ -374,9 +374,12 @@ def test_public_api_pulls_26_runs_x_50_epochs_fast(fake):
             {k: s[k] for k in KEYS} for s in stored
         ]
         assert all("train/loss" not in r for r in rows)
-    # One runs page (50 per page), then per run: historyKeys, parquet probe, one page.
-    assert fake.count("Runs") == 1
-    assert fake.count("SampledHistoryPage") == 26
+    # One runs page (50 per page), then per run: historyKeys, the parquet export (every run has
+    # ended, so the service has exported it) read by ranges, and no history page.
+    assert fake.count("Runs") == 1 and fake.count("RunParquetHistory") == 26
+    assert fake.count("SampledHistoryPage") == fake.count("HistoryPage") == 0
+    read = {q.op.split("/")[-2] for q in fake.request_log if q.op.startswith("GET ")}
+    assert read == set(expected)
     print(f"\n26 runs x 50 epochs pulled in {elapsed:.2f} s, {fake.count()} requests")
 
 
@@ -420,6 +423,8 @@ def test_runs_pagination_lazy_and_sweep_object(fake):
 
 
 def test_scan_history_keeps_only_rows_with_all_keys_and_pages(fake):
+    """Through history pages (a run not exported yet); the export path: tests/test_parquet_export.py."""
+    fake.parquet_history = False
     rows = [{"epoch": e, "val/mse": 1.0 / e} for e in range(1, 26)]
     for r in rows[::5]:
         r["val/knn_acc"] = 0.5  # only every 5th epoch has k-NN

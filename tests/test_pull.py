@@ -181,7 +181,8 @@ def test_api_pull_26x50_equals_served_then_cache_makes_no_request(fake, tmp_path
     assert pull_sweep(sid, out).source == "cache" and fake.request_log == []
 
     refreshed = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out, refresh=True)
-    assert fake.count("Runs") == 1 and fake.count("HistoryPage") >= 26
+    # every run has ended: its history comes from the service's parquet export, no history page
+    assert fake.count("Runs") == 1 and fake.count("RunParquetHistory") == 26 and fake.count("HistoryPage") == 0
     pd.testing.assert_frame_equal(refreshed.table, expected)
 
 
@@ -499,6 +500,7 @@ def test_failed_last_step_requests_never_drop_a_run_or_cache_an_empty_history(fa
 
 
 def test_an_empty_history_of_a_run_with_rows_is_retried_not_cached(fake, tmp_path, monkeypatch):
+    fake.parquet_history = False  # not exported yet: wandb-core pages through HistoryPage
     sid, served = populate(fake, n_runs=2, epochs=3)
     real = fake._op_HistoryPage
     calls = {"n": 0}
@@ -519,14 +521,14 @@ def test_an_empty_history_of_a_run_with_rows_is_retried_not_cached(fake, tmp_pat
 def test_interrupted_pull_resumes_only_the_missing_run(fake, tmp_path, monkeypatch):
     sid, served = populate(fake, n_runs=6, epochs=5)
     blocked = {"on": True}
-    real = fake._op_HistoryPage
+    real = fake._op_RunParquetHistory
 
-    def history_page(q, v):
-        if blocked["on"] and v.get("run") == "r003":
+    def export(q, v):  # every run has ended: the history comes through its parquet export
+        if blocked["on"] and v.get("runName") == "r003":
             raise _GraphQLError("backend down for this run", status=500)
         return real(q, v)
 
-    monkeypatch.setattr(fake, "_op_HistoryPage", history_page)
+    monkeypatch.setattr(fake, "_op_RunParquetHistory", export)
     out = tmp_path / "out"
     with pytest.raises(PullIncomplete, match=r"could not pull 1 of 6 run histories \(run-3 \(r003\)") as err:
         pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out, policy=NO_RETRY)
@@ -539,7 +541,7 @@ def test_interrupted_pull_resumes_only_the_missing_run(fake, tmp_path, monkeypat
     res = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out, policy=FAST)
     assert res.pulled == ["r003"] and sorted(res.cached) == ["r000", "r001", "r002", "r004", "r005"]
     assert fake.count("Runs") == 1
-    assert [q.variables.get("run") for q in fake.request_log if q.op == "HistoryPage"] == ["r003"]
+    assert [q.variables.get("runName") for q in fake.request_log if q.op == "RunParquetHistory"] == ["r003"]
     pd.testing.assert_frame_equal(res.table, expected_table(served))
     fake.clear_requests()
     assert pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out).source == "cache" and fake.count() == 0
@@ -608,7 +610,7 @@ def test_a_stalled_runs_page_and_a_stalled_history_scan_recover_within_their_bou
     sid, served = populate(fake, n_runs=3, epochs=3)
     fake.clear_requests()
     fake.stall_next(12.0, op="Runs")
-    fake.stall_next(12.0, op="HistoryPage")
+    fake.stall_next(12.0, op="RunParquetHistory")  # the scan's first request (ended runs are exported)
     policy = RetryPolicy(attempts=3, base_s=0.1, cap_s=0.2, timeout_s=2.0, scan_timeout_s=3.0)
     t0 = time.monotonic()
     res = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", tmp_path / "out", policy=policy, workers=3)
@@ -616,3 +618,21 @@ def test_a_stalled_runs_page_and_a_stalled_history_scan_recover_within_their_bou
     pd.testing.assert_frame_equal(res.table, expected_table(served))
     assert res.retries >= 2 and res.failures.get("timeout/connection", 0) >= 2, res.failures
     assert took < 12, took  # neither stall was waited out (the stalled answers are still pending)
+
+
+def test_a_refresh_reads_the_export_as_it_is_now_not_wandb_cores_stale_copy(fake, tmp_path):
+    """The service exports a finished run in part (the rest live), later in full. wandb-core caches
+    an export file under its index, not its URL, so a scan with its cache on would read the stale
+    part and, the live steps gone from the answer, never page for the rest: the pull scans with
+    use_cache=False and gets every epoch on --refresh."""
+    sid, served = populate(fake, n_runs=2, epochs=12)
+    for rid in served:
+        fake.get_run(ENTITY, PROJECT, rid).exported_rows = 5
+    out = tmp_path / "out"
+    pd.testing.assert_frame_equal(pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out, policy=FAST).table, expected_table(served))
+    for rid in served:
+        fake.get_run(ENTITY, PROJECT, rid).exported_rows = None  # now exported whole
+    fake.clear_requests()
+    res = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out, policy=FAST, refresh=True)
+    assert fake.count("HistoryPage") == 0 and fake.count("RunParquetHistory") == 2
+    pd.testing.assert_frame_equal(res.table, expected_table(served))

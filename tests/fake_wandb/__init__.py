@@ -1,8 +1,9 @@
 """A small fake W&B backend for tests (the offline ``.wandb`` readers live in analysis.offline).
 
 Test infrastructure: standard library only, except that grid sweeps are expanded by W&B's own
-sweep engine, the ``sweeps`` package (``grid``), and YAML sweep configs are read with PyYAML
-(a wandb dependency).
+sweep engine, the ``sweeps`` package (``grid``), YAML sweep configs are read with PyYAML
+(a wandb dependency), and parquet history exports (``FakeWandb(parquet_history=True)``) are
+written with pyarrow.
 
 ``FakeWandb`` is an HTTP server (standard library ``http.server`` + a thread,
 bound to 127.0.0.1 on a free port) that answers the GraphQL operations the real

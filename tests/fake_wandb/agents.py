@@ -65,7 +65,12 @@ class _AgentOps:
     def _run_over(self, run: FakeRun, sweep: FakeSweep | None, default: str) -> None:
         """An issued run's process is gone: its final state, and a requeue if preempted."""
         reported = self.run_state_from(run) if self.run_state_from else None
-        run.state = reported or default
+        # An online child told the fake itself: the file stream's `complete`/`exitcode` (after `preempting`),
+        # or `preempting` and then silence, which W&B ends "preempted" (wandb/wandb#2142: a preempting run
+        # stale for 5 minutes is marked preempted).
+        silent_preempting = "preempted" if run.preempting and run.exit_code is None else None
+        run.state = reported or run.streamed_state or silent_preempting or default
+        run.attempt_open = False
         if run.stop_requested and run.state != "preempted":
             run.state = "killed"  # stopped by the user and ended without a preemption: over
         # A run stopped from the UI that still ends preempted (marked preempting, exit non-zero) is

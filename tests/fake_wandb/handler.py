@@ -219,11 +219,47 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._body()
-        self._not_found("GET", self.path)
+        self._serve_file()
+
+    def _serve_file(self) -> None:
+        """A file the fake stores (``FakeWandb._files``: parquet history exports), served as a
+        bucket serves a signed URL: no auth asked, and one ``Range: bytes=a-b`` answered 206 with
+        ``Content-Range``. wandb 0.31's wandb-core GETs a file whole to download it
+        (``Run.download_history_exports``; ``Run.scan_history`` without keys, into WANDB_CACHE_DIR);
+        ``scan_history(keys=...)`` without a cached copy lets its Rust parquet reader read the URL
+        by ranges (``bytes=0-0`` first, for the size)."""
+        fake = self.server_fake
+        path = self.path.split("?")[0]
+        with fake._lock:
+            body = fake._files.get(path)
+        if body is None:
+            self._not_found("GET", path)
+            return
+        size, status, headers = len(body), 200, {"Accept-Ranges": "bytes"}
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
+        if m and (m[1] or m[2]):
+            start = int(m[1]) if m[1] else max(size - int(m[2]), 0)
+            end = min(int(m[2]), size - 1) if m[1] and m[2] else size - 1
+            body, status = body[start : end + 1], 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        self._record(f"GET {path}", {}, status)
+        self._send(status, body, headers, ctype="application/octet-stream")
 
     def do_PUT(self) -> None:
         self._body()
+        path = self.path.split("?")[0]
+        if path.startswith("/storage/"):  # run file uploads (CreateRunFiles' upload URLs)
+            self._record(f"PUT {path}", {}, 200)
+            self._send(200, b"")
+            return
         self._not_found("PUT", self.path)
+
+    def _file_stream(self, path: str, body: bytes) -> None:
+        parts = path.strip("/").split("/")  # files/<entity>/<project>/<run>/file_stream
+        payload = json.loads(body or b"{}")
+        answer = self.server_fake.file_stream(parts[1], parts[2], parts[3], payload)
+        self._record("file_stream", payload, 200)
+        self._send(200, json.dumps(answer).encode())
 
     def _refused(self, op: str, variables: dict, query: str) -> bool:
         """Answer a rate-limit window, an injected fault or a bad key for this item (the whole
@@ -254,6 +290,10 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         body = self._body()
         path = self.path.split("?")[0].rstrip("/")
+        if path.startswith("/files/") and path.endswith("/file_stream"):
+            with fake._lock:
+                self._file_stream(path, body)
+            return
         if not path.endswith("/graphql"):
             self._not_found("POST", path)
             return

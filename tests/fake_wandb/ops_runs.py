@@ -1,10 +1,11 @@
 """GraphQL operations of the fake W&B backend: runs and their history (test infrastructure,
-standard library only).
+standard library only; pyarrow writes parquet history exports).
 
 ``Api.runs`` pages through ``Runs`` (filters and order evaluated by ``filters``); ``Run.history``
 asks ``RunSampledHistory``; ``Run.scan_history`` runs inside wandb-core, which first asks
-``RunParquetHistory`` (answered "no parquet export, all live data") and then pages through
-``HistoryPage`` / ``SampledHistoryPage``. ``_RunOps`` is a mixin of ``FakeWandb``.
+``RunParquetHistory`` (by default answered "no parquet export": then it pages through
+``HistoryPage`` / ``SampledHistoryPage``; ``FakeWandb(parquet_history=True)`` exports ended runs,
+see ``_op_RunParquetHistory``). ``_RunOps`` is a mixin of ``FakeWandb``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import base64
 import json
 from typing import Any
 
-from .common import _b64
+from .common import _b64, _new_id
 from .filters import _matches, _sort_runs
 from .records import FakeRun
 
@@ -109,7 +110,7 @@ class _RunOps:
         lo = spec.get("minStep")
         hi = spec.get("maxStep")
         rows = []
-        for row in run.history:
+        for row in run.history[self._exported_rows(run) :]:  # live rows only, as ``HistoryPage``
             step = row["_step"]
             # wandb-core sends an inclusive maxStep (scan of steps [a, b) asks
             # for minStep=a, maxStep=b-1), so the bound is inclusive here.
@@ -140,17 +141,57 @@ class _RunOps:
         if run is None:
             return {"project": {"run": None}}
         lo, hi = int(v.get("minStep", 0)), int(v.get("maxStep", 2**62))
-        rows = [r for r in run.history if lo <= r["_step"] < hi]
+        # Only the rows not exported to parquet (all of them without an export): wandb 0.31's
+        # wandb-core adds this page to the rows it read from the export for the same steps and
+        # does not de-duplicate; wandb-core's own tests stub HistoryPage this way (its
+        # runhistoryreader TestHistoryReader_GetHistorySteps_MixedParquetAndLiveData).
+        live = run.history[self._exported_rows(run) :]
+        rows = [r for r in live if lo <= r["_step"] < hi]
         rows = rows[: int(v.get("pageSize") or len(rows) or 1)]
         return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}
 
+    def _exported_rows(self, run: FakeRun) -> int:
+        """How many leading history rows of ``run`` are in its parquet export (``FakeRun.exported_rows``)."""
+        if run.exported_rows is not None:
+            return max(0, min(int(run.exported_rows), len(run.history)))
+        return len(run.history) if self.parquet_history and run.state != "running" else 0
+
     def _op_RunParquetHistory(self, q, v):
-        # No parquet export: everything is "live" data, which makes wandb-core
-        # fall back to paging through HistoryPage/SampledHistoryPage.
+        """``run.parquetHistory(liveKeys: ["_step"]) { parquetUrls liveData }``, the query wandb 0.31's
+        wandb-core sends first for ``Run.scan_history`` and ``Run.download_history_exports``
+        (``parquet.GetSignedUrlsWithLiveSteps``): signed URLs of the run's exported parquet files,
+        and one object per live (not yet exported) row with only the ``liveKeys``, e.g.
+        ``{"_step": 7}``. wandb-core reads the files (``_step`` column, int64) and asks
+        ``HistoryPage`` only for pages that reach the first live step; ``download_history_exports``
+        raises ``IncompleteRunHistoryError`` when ``liveData`` is not empty (unless
+        ``require_complete_history=False``). No export (the default): both lists empty, which makes
+        wandb-core page everything through ``HistoryPage``/``SampledHistoryPage``. The fake exports
+        the first ``_exported_rows`` rows as one file (pyarrow, imported only here; a row's missing
+        key is a null, which the client yields as None), served by ``_Handler._serve_file``.
+        wandb-core caches a downloaded file as WANDB_CACHE_DIR/<entity>_<project>_<run>_<i>.runhistory.parquet
+        and, with ``use_cache=True`` (the default), reads that copy on later scans, whatever the export
+        is by then."""
         run = self._run_or_none(v)
         if run is None:
             return {"project": {"run": None}}
-        return {"project": {"run": {"parquetHistory": {"parquetUrls": [], "liveData": []}}}}
+        n = self._exported_rows(run)
+        urls = []
+        if n:
+            import io
+
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            buf = io.BytesIO()
+            rows = run.history[:n]
+            keys = list(dict.fromkeys(k for r in rows for k in r))  # every key of any row: a null where a row lacks it
+            pq.write_table(pa.table({k: [r.get(k) for r in rows] for k in keys}), buf)
+            path = f"/_files/history/{run.entity}/{run.project}/{run.run_id}/{n}.parquet"
+            self._files[path] = buf.getvalue()
+            urls.append(self.url + path)
+        keys = v.get("liveKeys") or ["_step"]
+        live = [{k: r[k] for k in keys if k in r} for r in run.history[n:]]
+        return {"project": {"run": {"parquetHistory": {"parquetUrls": urls, "liveData": live}}}}
 
     def _op_RunStoppedStatus(self, q, v):
         """``project.run.stopped``: has the run been stopped from the UI? (the query of wandb 0.31's
@@ -159,4 +200,125 @@ class _RunOps:
         return {"project": {"run": None if run is None else {"stopped": bool(run.stop_requested)}}}
 
     def _op_RunResumeStatus(self, q, v):
-        return {"model": None}
+        """``model.bucket``: what wandb-core's resume (``resume="allow"``/``"must"``) reads of a stored
+        run (wandb 0.31 wandb-core, ``runbranch.(*ResumeBranch).UpdateForResume``). The run counts as
+        existing only if ``wandbConfig(keys: ["t"])`` has a ``t`` key (``runDataFromResponse``: a sweep
+        run created ahead of time, never started, has none); otherwise the client starts it afresh
+        under the same id. Of an existing run the client reads: ``config`` (``{k: {"value": v}}``,
+        keys the new init leaves unset are added), ``summaryMetrics`` (becomes ``run.summary``; its
+        ``_step``), ``historyTail`` (JSON list of JSON rows; the last row's ``_step``),
+        ``historyLineCount`` (file-stream offset; starting step = max(last _step, count - 1) + 1),
+        ``eventsLineCount``/``logLineCount`` (offsets), ``eventsTail`` (``_runtime``), ``tags``,
+        ``notes``, ``id``. Missing counts or tails make the resume fail."""
+        run = self._find_run(v.get("entity"), v.get("project"), v.get("name") or "")
+        if run is None:
+            return {"model": {"id": "p", "name": v.get("project"), "entity": {"id": "e", "name": v.get("entity")},
+                              "bucket": None}}
+        pid = self._project_id(run.entity, run.project)
+        started = run.telemetry is not None  # wandb.init has upserted it (or a test stored it started)
+        return {
+            "model": {
+                "id": pid,
+                "name": run.project,
+                "entity": {"id": _b64(f"Entity:{run.entity}"), "name": run.entity},
+                "bucket": {
+                    "id": run.storage_id,
+                    "name": run.run_id,
+                    "displayName": run.display_name or run.run_id,
+                    "summaryMetrics": json.dumps(run.summary_metrics()),
+                    "config": run.config_json(),
+                    "historyLineCount": len(run.history),
+                    "eventsLineCount": 0,
+                    "logLineCount": 0,
+                    "historyTail": json.dumps([json.dumps(r) for r in run.history[-10:]]),
+                    "eventsTail": "[]",
+                    "tags": list(run.tags),
+                    "notes": None,
+                    # the server answers the keys asked for of the run's `_wandb` config
+                    "wandbConfig": json.dumps({"t": run.telemetry or {}} if started else {}),
+                },
+            }
+        }
+
+    def _op_UpsertBucket(self, q, v):
+        """wandb.init (online) creates or updates the run (``upsertBucket``); wandb-core sends no
+        ``state`` in 0.31. ``config`` is ``{k: {"value": v}}`` with ``_wandb.value.t`` (telemetry)."""
+        entity = v.get("entity") or self.entity
+        project = v.get("project") or "uncategorized"
+        name = v.get("name")
+        run = self._find_run(entity, project, name) if name else None
+        inserted = run is None
+        if run is None:
+            run = self.add_run(entity, project, name or _new_id(self._rng), state="running",
+                               sweep_id=v.get("sweep") or None)
+        if not run.attempt_open:  # the first upsert of an attempt (a new run, or a resume)
+            run.attempt_open = True
+            run.exit_code = run.streamed_state = None
+            if not self.preempting_survives_resume:
+                run.preempting = False
+        if v.get("config"):
+            cfg = json.loads(v["config"])
+            wb = cfg.pop("_wandb", {}).get("value", {})
+            if "t" in wb:
+                run.telemetry = wb["t"]
+            run.config.update({k: (val.get("value") if isinstance(val, dict) else val) for k, val in cfg.items()})
+            run.reported = True
+        if v.get("summaryMetrics"):
+            run.summary.update(json.loads(v["summaryMetrics"]))
+        if v.get("state"):
+            run.state = v["state"]
+        elif run.state in ("pending", "preempted", "preempting", "crashed"):
+            run.state = "running"
+        for k, attr in (("displayName", "display_name"), ("groupName", "group"), ("jobType", "job_type")):
+            if v.get(k):
+                setattr(run, attr, v[k])
+        if v.get("tags") is not None:
+            run.tags = list(v["tags"])
+        run.upserts.append({k: v.get(k) for k in ("state", "sweep")})
+        pid = self._project_id(run.entity, run.project)
+        return {"upsertBucket": {"inserted": inserted, "bucket": {
+            "id": run.storage_id, "name": run.run_id, "displayName": run.display_name or run.run_id,
+            "description": None, "config": run.config_json(), "sweepName": run.sweep_id,
+            "project": {"id": pid, "name": run.project, "entity": {"id": _b64(f"Entity:{run.entity}"),
+                                                                   "name": run.entity}},
+            "historyLineCount": len(run.history)}}}
+
+    def _op_CreateRunFiles(self, q, v):
+        """Files wandb-core uploads (config.yaml, wandb-metadata.json, ...): upload URLs on this fake
+        (``PUT /storage/...``, answered 200 and dropped)."""
+        run = self._find_run(v.get("entity"), v.get("project"), v.get("run") or "")
+        return {"createRunFiles": {
+            "runID": run.storage_id if run else "", "uploadHeaders": [],
+            "files": [{"name": f, "uploadUrl": f"{self.url}/storage/{v.get('run')}/{f}"} for f in v.get("files") or []]}}
+
+    def file_stream(self, entity: str, project: str, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /files/<entity>/<project>/<run>/file_stream`` (wandb-core's file stream): history rows
+        (``files["wandb-history.jsonl"]``: ``{offset, content: [json rows]}``), the summary
+        (``wandb-summary.json``, the whole summary as one line), ``preempting: true``
+        (``run.mark_preempting()``), ``complete: true`` + ``exitcode`` at ``run.finish``. The run's
+        state follows: preempting, then finished (exit 0), preempted (exit != 0 while preempting) or
+        failed."""
+        run = self._find_run(entity, project, run_id)
+        if run is None:
+            return {"exitcode": None, "limits": {}}
+        files = body.get("files") or {}
+        hist = files.get("wandb-history.jsonl")
+        if hist:
+            off = int(hist.get("offset", 0))
+            rows = [json.loads(line) for line in hist.get("content") or []]
+            run.history[off:off + len(rows)] = rows
+        summ = files.get("wandb-summary.json")
+        if summ and summ.get("content"):
+            run.summary = json.loads(summ["content"][-1])
+        if body.get("preempting"):
+            run.preempting = True
+            run.state = "preempting"
+        if body.get("complete"):
+            code = int(body.get("exitcode") or 0)
+            run.exit_code = code
+            run.attempt_open = False
+            run.streamed_state = "finished" if code == 0 else ("preempted" if run.preempting else "failed")
+            if run.agent_id is None:  # an agent's run gets its final state when the agent reports it gone
+                run.state = run.streamed_state
+        run.file_stream.append({k: body[k] for k in ("preempting", "complete", "exitcode") if k in body})
+        return {"exitcode": None, "limits": {}}

@@ -32,6 +32,17 @@ class FakeRun:
     tags: list[str] = field(default_factory=list)
     group: str | None = None
     job_type: str | None = None
+    telemetry: dict[str, Any] | None = None  # config _wandb.t: set once wandb.init upserted the run
+    preempting: bool = False  # marked preempting (file stream `preempting: true`)
+    exit_code: int | None = None  # from the file stream's final `complete`/`exitcode`
+    streamed_state: str | None = None  # the final state that exit code gives (finished/preempted/failed)
+    attempt_open: bool = False  # an attempt has upserted the run and not ended yet
+    upserts: list[dict[str, Any]] = field(default_factory=list)  # UpsertBucket `state`/`sweep` sent
+    file_stream: list[dict[str, Any]] = field(default_factory=list)  # preempting/complete/exitcode sent
+    # How many leading history rows W&B has exported to parquet (``RunParquetHistory``); None: all
+    # of them once the run has ended if the fake exports history (``FakeWandb(parquet_history=True)``),
+    # else none. The rows after them are "live" (not yet exported).
+    exported_rows: int | None = None
 
     @property
     def storage_id(self) -> str:
@@ -46,6 +57,16 @@ class FakeRun:
             else:
                 out[k] = {"value": v, "desc": None}
         return json.dumps(out)
+
+    def summary_metrics(self) -> dict[str, Any]:
+        """The summary as the server stores it: with the last history row's ``_step`` (and ``_runtime``,
+        ``_timestamp`` when rows have them) unless the summary already has its own."""
+        out = dict(self.summary)
+        if self.history:
+            for k in ("_step", "_runtime", "_timestamp"):
+                if k in self.history[-1]:
+                    out.setdefault(k, self.history[-1][k])
+        return out
 
     def last_step(self) -> int:
         return max((int(r["_step"]) for r in self.history), default=-1)

@@ -50,10 +50,21 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
             then another agent asking can be handed the same point (a duplicate). Children
             that run offline never upsert: the test answers from their offline folders. None:
             a handed-out point counts as taken at once (no duplicates).
+        parquet_history: if True (the default), ``RunParquetHistory`` answers an ended run's history as
+            one parquet file the fake itself serves (see ``ops_runs``), so that wandb-core's
+            ``Run.scan_history`` and ``Run.download_history_exports`` read the export instead of
+            paging through ``HistoryPage``, as for a run the service has exported. False: no run has
+            an export (a service that has not exported yet).
         heartbeat_timeout_s: an agent silent for this long is gone; its runs end with the state
             ``run_state_from`` gives (else crashed), and a preempted one is requeued. The real
             server marks a run crashed after about 5 minutes without a sign of life
             (docs.wandb.ai/models/sweeps/signal-handling-sweep-runs, "stale runs").
+        preempting_survives_resume: whether a resumed attempt (``UpsertBucket`` of a run whose earlier
+            attempt ended) keeps that attempt's ``preempting`` mark, so that its non-zero exit is requeued
+            again even if it never calls ``mark_preempting()``. W&B documents neither way; wandb 0.31 sends
+            nothing that clears the mark (``RunPreemptingRecord`` has no fields; the file stream only ever
+            sends ``"preempting": true``). Default False: the mark is the run's state, which a resumed run
+            leaves for "running".
 
     Grid points and their order come from W&B's own engine (``sweeps.next_run``, see ``grid``).
     Arguments are sent the way the server sends them: a whole-number float becomes an int
@@ -76,6 +87,8 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
         run_state_from: Callable[[FakeRun], str | None] | None = None,
         run_reported_from: Callable[[FakeRun], bool] | None = None,
         heartbeat_timeout_s: float = 300.0,
+        preempting_survives_resume: bool = False,
+        parquet_history: bool = True,
     ) -> None:
         self.entity = entity
         self.api_key = api_key
@@ -84,6 +97,11 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
         self.run_state_from = run_state_from
         self.run_reported_from = run_reported_from
         self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.parquet_history = parquet_history
+        self._files: dict[str, bytes] = {}  # path -> body, served by GET (parquet exports)
+        # Does a resumed attempt keep the earlier attempt's preempting mark (so that its non-zero exit is
+        # requeued again)? W&B documents neither; the SDK sends nothing that clears it (wandb 0.31).
+        self.preempting_survives_resume = preempting_survives_resume
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._runs: dict[tuple[str, str, str], FakeRun] = {}

@@ -88,6 +88,9 @@ class _Store:
                 old.created if old else self._tick(),
                 tags=list(tags or []),
             )
+            # A stored run has started (wandb.init upserted it: RunResumeStatus finds it) unless pending:
+            # a run an agent was just handed exists before it starts, and is not resumable yet.
+            run.telemetry = None if state == "pending" else {}
             self._runs[key] = run
         return run
 
