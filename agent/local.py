@@ -31,14 +31,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from agent.local_plan import MANIFEST, Plan, Run, make_plan, new_id, skip_same_computations
+from agent.local_plan import MANIFEST, Plan, Run, make_plan, new_id
 from agent.spawn import spawn
 from agent.sweep_config import SweepConfigError, parse_gpus, relpath, run_args
 from analysis.offline_runs import SIGNAL_EXIT_CODES, read_offline_run, run_folders
 from mae_gap import metrics as M
 
-__all__ = ["MANIFEST", "Controller", "Plan", "Run", "build_parser", "find_run_dir", "main", "make_plan", "new_id",
-           "run_args", "skip_same_computations"]
 
 TABLE_METRICS = (M.VAL_MSE, M.VAL_LINEAR_ACC, M.VAL_KNN_ACC)
 KILL_DELAY_S = 30.0  # as wandb agent: SIGTERM, then SIGKILL after this long
@@ -91,7 +89,7 @@ def _last_line(path: str) -> str:
 class Controller:
     def __init__(self, plan: Plan, slots: list[str | None], count: int | None, out=sys.stdout):
         self.plan, self.slots, self.out = plan, slots, out
-        todo = [r for r in plan.runs if r.state not in ("finished", "skipped")]
+        todo = [r for r in plan.runs if r.state != "finished"]
         self.todo = deque(todo[:count] if count else todo)
         self.total = len(self.todo)
         self.done = self.started = 0
@@ -266,7 +264,7 @@ def next_steps(plan: Plan) -> str:
     if not plan.online and ran:
         lines.append(f"  wandb sync {wandb_sub}/offline-run-*     # upload to W&B project {plan.project} (needs an account)")
     lines.append(f"  python -m analysis.pull_and_plot --offline {wandb_sub}     # tube plot and statistics")
-    unfinished = [r for r in plan.runs if r.state not in ("finished", "skipped")]
+    unfinished = [r for r in plan.runs if r.state != "finished"]
     if unfinished:
         lines.append(f"  python -m agent.local --resume {relpath(plan.out_dir)}     # re-run the {len(unfinished)} unfinished run(s)")
     return "\n".join(lines)
@@ -279,9 +277,7 @@ def describe(plan: Plan, slots: list[str | None]) -> str:
     mode = "W&B online" if plan.online else "W&B offline"
     sweep = (f"W&B sweep {plan.remote_sweep}" if plan.remote_sweep else
              f"local sweep {plan.sweep_id} (runs grouped as {plan.group})")
-    n_skip = sum(r.state == "skipped" for r in plan.runs)
-    count = (f"{len(plan.runs)} grid point(s), {len(plan.runs) - n_skip} to run ({n_skip} skipped: same computation "
-             "as an earlier point)") if n_skip else f"{len(plan.runs)} run(s)"
+    count = f"{len(plan.runs)} run(s)"
     lines = [
         f"agent.local: {plan.yaml_path}: {count}, grid {' x '.join(swept) or 'of one point'}; "
         f"{where}; {mode}; project {plan.project}" + (f", entity {plan.entity}" if plan.entity else ""),
@@ -340,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(describe(plan, slots), flush=True)
     if args.dry_run:
-        todo = [r for r in plan.runs if r.state not in ("finished", "skipped")]
+        todo = [r for r in plan.runs if r.state != "finished"]
         for n, run in enumerate(todo[: args.count] if args.count else todo):
             gpu = slots[n % len(slots)]
             pre = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu is not None else ""
@@ -366,8 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     print("", flush=True)
     print(table(plan))
     n_ok = sum(r.state == "finished" for r in plan.runs)
-    n_skip = sum(r.state == "skipped" for r in plan.runs)
-    print(f"\n{n_ok}/{len(plan.runs) - n_skip} run(s) finished" + (f" ({n_skip} skipped: same computation as another point)" if n_skip else "")
+    print(f"\n{n_ok}/{len(plan.runs)} run(s) finished"
           + (" (interrupted)" if interrupted else "")
           + f"; logs in {relpath(plan.out_dir / 'logs')}")
     print(next_steps(plan), flush=True)

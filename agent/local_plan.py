@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.sweep_config import SweepConfigError, build_command, grid, load, parse_override, same_computation_key, validate
+from agent.sweep_config import SweepConfigError, build_command, grid, load, parse_override, validate
 from analysis.sweep_path import SweepPathError, parse_sweep_path
 from mae_gap.fileio import write_json
 
@@ -33,7 +33,7 @@ class Run:
     run_id: str
     params: dict[str, Any]
     command: list[str] = field(default_factory=list)
-    state: str = "pending"  # pending | running | finished | failed | preempted | crashed | killed | skipped
+    state: str = "pending"  # pending | running | finished | failed | preempted | crashed | killed
     exit_code: int | None = None
     seconds: float | None = None
     log: str = ""
@@ -139,19 +139,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     for run in runs:
         run.command = build_command(config, run.params, str(plan.args_json_path(run)))
         run.log = str(out_dir / "logs" / f"{run.index:03d}-{run.run_id}.log")
-    skip_same_computations(runs)
     return plan
-
-
-def skip_same_computations(runs: list[Run]) -> None:
-    """Marks grid points that train exactly what an earlier point trains (confusion at alpha >= 0
-    is grl) as skipped, naming the run that covers them. `wandb agent` would run them again."""
-    first: dict[str, Run] = {}
-    for run in runs:
-        covered_by = first.setdefault(same_computation_key(run.params), run)
-        if covered_by is not run:
-            run.state = "skipped"
-            run.summary = {"skipped": f"same computation as run {covered_by.run_id} (confusion at alpha >= 0 is grl)"}
 
 
 def _resume_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> Plan:
@@ -170,7 +158,7 @@ def _resume_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> Plan:
                 data.get("remote_sweep", ""), data["project"], data.get("entity", ""), data["group"],
                 Path(args.resume).resolve(), Path(data["wandb_dir"]), data.get("online", False) or args.online, runs)
     for run in runs:
-        if run.state not in ("finished", "skipped"):
+        if run.state != "finished":
             run.state, run.exit_code, run.seconds = "pending", None, None
     return plan
 

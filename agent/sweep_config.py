@@ -241,19 +241,6 @@ def grid(values: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(values[n] for n in names))]
 
 
-def same_computation_key(params: dict[str, Any]) -> str:
-    """Grid points with equal keys train the same thing: confusion at alpha >= 0 is grl
-    (`mae_gap.config.effective_alpha_mode`). W&B's grid runs both; agent.local runs the first."""
-    import json
-
-    from mae_gap.config import effective_alpha_mode
-
-    alpha = float(params.get("alpha", TrainConfig.alpha))
-    mode = str(params.get("alpha_mode", TrainConfig.alpha_mode))
-    point = {**params, "alpha_mode": effective_alpha_mode(alpha, mode)}
-    return json.dumps(point, sort_keys=True, default=str)
-
-
 def sweep_args(params: dict[str, Any]) -> dict[str, Any]:
     """The SDK's argument formats (`args`, `args_json`, ...) for one run's parameters."""
     from analysis.wandb_compat import sweep_command_functions
@@ -261,9 +248,16 @@ def sweep_args(params: dict[str, Any]) -> dict[str, Any]:
     return sweep_command_functions()[1]({"args": run_args(params)})
 
 
+def as_sent(value: Any) -> Any:
+    """A parameter value as W&B's service hands it to an agent: a whole-number float becomes an int
+    (`--alpha=-10`, not `-10.0`). The service stores the run config as JSON text, where -10.0 reads
+    back as -10 (W&B's sweep engine says so beside `grid_search.yaml_hash`, sweeps 0.3)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def run_args(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A run's parameters in the form W&B's controller sends them: {name: {"value": v}}."""
-    return {k: {"value": v} for k, v in params.items()}
+    return {k: {"value": as_sent(v)} for k, v in params.items()}
 
 
 def build_command(

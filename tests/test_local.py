@@ -17,6 +17,7 @@ import yaml
 from agent import local
 from analysis.offline_runs import iter_wandb_records, read_offline_run
 from agent.sweep_config import grid, load, validate
+from conftest import FAKE_ENTITY
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "sweeps"
@@ -71,53 +72,68 @@ def test_grid_order_is_the_sweeps_engines(name):
             (-0.5, 0.001), (-0.5, 0.0001), (0.0, 0.001), (0.0, 0.0001), (0.5, 0.001), (0.5, 0.0001)]
 
 
-class Recorder:
-    """Stands in for wandb_agent.AgentProcess: keeps the command and env the agent built."""
-
-    calls: list = []
-
-    def __init__(self, command=None, env=None, **kwargs):
-        Recorder.calls.append((command, env))
-
-
-def real_agent_launch(monkeypatch, tmp_path, config, params, run_id, sweep_id):
-    """Drive the SDK's own Agent._command_run for one run; return (command, env)."""
-    from wandb import wandb_agent
-
-    monkeypatch.setattr(wandb_agent, "AgentProcess", Recorder)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "agent"))
-    monkeypatch.setenv("WANDB_SWEEP_ID", sweep_id)
-    monkeypatch.setenv("WANDB_RUN_ID", "placeholder")  # restored after the test: _command_run sets it
-    monkeypatch.setenv("WANDB_SWEEP_PARAM_PATH", "placeholder")
-    agent = wandb_agent.Agent(api=None, queue=None, sweep_id=sweep_id)
-    agent._sweep_command = config.get("command") or []
-    Recorder.calls = []
-    agent._command_run({"type": "run", "run_id": run_id, "program": config["program"],
-                        "args": {k: {"value": v} for k, v in params.items()}})
-    (command, env), = Recorder.calls
-    return command, env
+RECORD_ARGV = textwrap.dedent("""
+    # Stands in for agent.train under the real `wandb agent` (python -m puts the cwd first on
+    # sys.path): records the argv and the param file the agent wrote, and exits 0.
+    import json, os, pathlib, sys
+    out = pathlib.Path(os.environ["RECORD_DIR"]) / (os.environ["WANDB_RUN_ID"] + ".json")
+    param = pathlib.Path(os.environ["WANDB_SWEEP_PARAM_PATH"])
+    out.write_text(json.dumps({"argv": sys.argv[1:], "param_file": param.read_text(),
+                               "param_path": str(param.relative_to(os.environ["WANDB_DIR"])),
+                               "service": "WANDB_SERVICE" in os.environ}))
+""")
 
 
-@pytest.mark.parametrize("name", ["lr_alpha", "smoke"])
-def test_commands_and_param_files_are_wandb_agents(monkeypatch, tmp_path, name):
-    plan = local.make_plan(args_for(str(SWEEPS / f"{name}.yaml"), "--out", str(tmp_path / "out")))
-    for run in plan.runs:
-        command, env = real_agent_launch(monkeypatch, tmp_path, plan.config, run.params, run.run_id, plan.sweep_id)
-        assert run.command == command
-        assert command[:4] == ["/usr/bin/env", "python", "-m", "agent.train"]
-        assert f"--alpha={run.params['alpha']}" in command
-        # the agent's param file and ours: same relative place, same bytes
-        agent_file = Path(env["WANDB_SWEEP_PARAM_PATH"])
-        assert agent_file == tmp_path / "agent" / "wandb" / f"sweep-{plan.sweep_id}" / f"config-{run.run_id}.yaml"
+def test_every_command_and_param_file_is_the_real_wandb_agents(fake_wandb, tmp_path):
+    """The real `wandb agent` CLI against the fake service (grid points handed out by W&B's sweep
+    engine, whole floats sent as ints as the service sends them) runs every grid point of
+    full_alpha.yaml; agent.local plans the same runs in the same order with the same argv, param
+    files and run environment. The agent's poll interval is cut from 5 s to 0.05 s (25 runs in
+    seconds); nothing else of it is changed."""
+    name = "full_alpha"
+    sid = fake_wandb.add_sweep(FAKE_ENTITY, "twin", (SWEEPS / f"{name}.yaml").read_text())
+    work, record = tmp_path / "work", tmp_path / "record"
+    (work / "agent").mkdir(parents=True)
+    record.mkdir()
+    (work / "agent" / "__init__.py").write_text("")
+    (work / "agent" / "train.py").write_text(RECORD_ARGV)
+    env = dict(os.environ, RECORD_DIR=str(record), WANDB_DIR=str(tmp_path / "agent_dir"),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    agent = ("import sys; from wandb import wandb_agent; wandb_agent.Agent.POLL_INTERVAL = 0.05; "
+             "from wandb.cli.cli import cli; sys.exit(cli())")
+    proc = subprocess.run([sys.executable, "-c", agent, "agent", f"{FAKE_ENTITY}/twin/{sid}"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    issued = fake_wandb.issued(sid)
+
+    plan = local.make_plan(args_for(str(SWEEPS / f"{name}.yaml"), "--out", str(tmp_path / "local")))
+    assert len(issued) == len(plan.runs) == len(grid(plan.values)), "every grid point runs under both"
+    for cmd, run in zip(issued, plan.runs, strict=True):
+        seen = json.loads((record / f"{cmd['run_id']}.json").read_text())
+        assert run.command[:4] == ["/usr/bin/env", "python", "-m", "agent.train"]
+        assert seen["argv"] == run.command[4:]
         from wandb.sdk.lib import config_util
 
         config_util.save_config_file_from_dict(str(plan.param_path(run)), local.run_args(run.params))
-        assert plan.param_path(run).relative_to(plan.wandb_dir) == agent_file.relative_to(tmp_path / "agent")
-        assert plan.param_path(run).read_text() == agent_file.read_text()
+        assert plan.param_path(run).read_text() == seen["param_file"]
+        assert str(plan.param_path(run).relative_to(plan.wandb_dir)) == seen["param_path"].replace(cmd["run_id"], run.run_id).replace(sid, plan.sweep_id)
         ours = plan.env(run)
-        assert ours["WANDB_RUN_ID"] == env["WANDB_RUN_ID"] == run.run_id
-        assert ours["WANDB_SWEEP_PARAM_PATH"] == str(plan.param_path(run))
-        assert "WANDB_SERVICE" not in ours and "WANDB_SERVICE" not in env
+        assert ours["WANDB_RUN_ID"] == run.run_id and ours["WANDB_SWEEP_PARAM_PATH"] == str(plan.param_path(run))
+        assert "WANDB_SERVICE" not in ours and not seen["service"]
+    # the 9 whole-number alphas of the 25 go out as ints (-10, -5, -2, -1, 0, 1, 2, 5, 10), as the service sends them
+    whole = [a for run in plan.runs for a in run.command if a.startswith("--alpha=") and a[8:].lstrip("-").isdigit()]
+    assert len(whole) == 9 and "--alpha=-10" in whole
+
+
+def test_imagenette_cpu_runs_every_grid_point_as_wandb_agent_does(tmp_path, capsys):
+    """30 points (alpha {-1, 0, 1} x mode {grl, confusion} x 5 seeds): all run, as under `wandb
+    agent`, although confusion at alpha >= 0 trains what grl does (the analysis reports those
+    copies as duplicate grid points)."""
+    code, out, err = main(capsys, str(SWEEPS / "imagenette_cpu.yaml"), "--dry-run", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    commands = [ln for ln in out.splitlines() if ln.startswith("[")]
+    assert len(commands) == 30 and "imagenette_cpu.yaml: 30 run(s)" in out
+    assert sum("--alpha_mode=confusion" in c for c in commands) == 15
 
 
 def test_set_overrides_every_run_and_rejects_unknown_keys(tmp_path, capsys):
@@ -224,22 +240,6 @@ def test_dry_run_prints_commands_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_grid_points_that_train_the_same_thing_are_skipped(tmp_path, capsys):
-    # imagenette_cpu: alpha {-1, 0, 1} x mode {grl, confusion} x 5 seeds = 30 points; confusion at
-    # alpha >= 0 IS grl, so 10 of them repeat an earlier point and only 20 run.
-    code, out, err = main(capsys, str(SWEEPS / "imagenette_cpu.yaml"), "--dry-run", "--out", str(tmp_path / "o"))
-    assert code == 0, err
-    commands = [ln for ln in out.splitlines() if ln.startswith("[")]
-    assert len(commands) == 20
-    assert sum("--alpha_mode=confusion" in c for c in commands) == 5
-    assert all("--alpha=-1.0" in c for c in commands if "--alpha_mode=confusion" in c)
-    assert "30 grid point(s), 20 to run (10 skipped: same computation as an earlier point)" in out
-    plan = local.make_plan(local.build_parser().parse_args([str(SWEEPS / "imagenette_cpu.yaml")]))
-    skipped = [r for r in plan.runs if r.state == "skipped"]
-    assert len(skipped) == 10 and all(r.params["alpha_mode"] == "confusion" and r.params["alpha"] >= 0 for r in skipped)
-    assert all("same computation as run" in r.summary["skipped"] for r in skipped)
-
-
 # ----------------------------------------------------------------------------- real runs
 
 FAKE_TRAIN = textwrap.dedent('''
@@ -329,7 +329,8 @@ def test_end_to_end_with_a_fake_program(tmp_path):
     # each run: its own log, the agent's argv and environment, W&B's offline run folder
     for r in runs:
         rec = json.loads((tmp_path / "fake-out" / f"{r['run_id']}.json").read_text())
-        assert rec["argv"] == [f"--alpha={r['params']['alpha']}", "--lr=0.001"]
+        alpha = r["params"]["alpha"]
+        assert rec["argv"] == [f"--alpha={int(alpha) if float(alpha).is_integer() else alpha}", "--lr=0.001"]
         assert rec["env"]["WANDB_MODE"] == "offline" and rec["env"]["WANDB_PROJECT"] == "fake-project"
         assert rec["env"]["WANDB_DIR"] == str(out) and rec["env"]["WANDB_SWEEP_ID"] is None
         assert rec["env"]["WANDB_RUN_GROUP"] == f"fake-{manifest['sweep_id']}"
