@@ -83,7 +83,7 @@ from analysis.runs import (
 from analysis.selection import NON_GRID_CONFIG_KEYS, Exclusion, grid_point, select_runs
 from analysis.sweep_path import SweepPathError, parse_sweep_path
 from analysis.tidy import numeric_rows, run_columns, tidy_table
-from analysis.wandb_compat import GRAPHQL_RETRY_MAX, check_graphql_retry_setting, clear_runs_cache, listed_last_step
+from analysis.wandb_compat import GRAPHQL_RETRY_MAX, check_graphql_retry_setting
 from mae_gap.fileio import atomic_path, atomic_write
 from mae_gap.fmt import plural
 
@@ -138,6 +138,18 @@ def make_api(policy: RetryPolicy, stats: RetryStats):
     finally:
         for name, value in saved.items():
             setattr(settings, name, value)
+
+
+def listed_last_step(run: Any) -> int | None:
+    """The last history step the `runs` listing (lazy=False) already returned for `run` (its public
+    `history_keys` attribute), None when the listing did not carry it. (`Run.lastHistoryStep` would
+    send one more request per run.)"""
+    try:
+        keys = run.history_keys
+    except AttributeError:
+        return None
+    step = keys.get("lastStep") if isinstance(keys, dict) else None
+    return int(step) if isinstance(step, (int, float)) else -1
 
 
 def _run_info(run: Any, entity: str, project: str) -> RunInfo:
@@ -352,7 +364,7 @@ def _list_runs(api: Any, path: str, policy: RetryPolicy, stats: RetryStats) -> l
     e, p, sid = path.split("/")
 
     def query() -> list[Any]:
-        clear_runs_cache(api)  # Api caches Runs objects; a retry must start afresh
+        api.flush()  # Api caches Runs objects; a retry must start afresh
         return list(api.runs(f"{e}/{p}", filters={"sweep": sid}, order="+created_at", per_page=500, lazy=False))
 
     try:

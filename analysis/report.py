@@ -34,15 +34,10 @@ def leave_sweep_context() -> list[str]:
     them), so that the next `wandb.init` starts a run outside any sweep. Returns the names
     removed."""
     removed = [k for k in SWEEP_ENV if os.environ.pop(k, None) is not None]
-    import wandb
+    if removed:
+        import wandb
 
-    from analysis.wandb_compat import current_wandb_setup
-
-    current = current_wandb_setup()  # only look; do not start W&B just to check
-    if current is not None:
-        s = current.settings
-        if s.sweep_id or s.run_id or s.sweep_param_path:
-            wandb.teardown()  # the settings singleton captured them: start afresh
+        wandb.teardown()  # a W&B setup made before may have read them: start afresh (a no-op without one)
     return removed
 
 

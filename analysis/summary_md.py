@@ -22,8 +22,14 @@ FINAL_COLUMNS = ((M.VAL_LINEAR_ACC, "linear_acc"), (M.VAL_KNN_ACC, "knn_acc"), (
                  (M.VAL_MSE, "mse"), (M.TRAIN_GRAD_RATIO_MEDIAN, "grad_ratio (median)"))
 
 
+LISTED_SEEDS = 8  # more seeds than this: their range, not each value (a 400-seed sweep stays readable)
+
+
 def _seeds(values: list) -> str:
-    return " / ".join(_f(v) for v in values)
+    if len(values) <= LISTED_SEEDS:
+        return " / ".join(_f(v) for v in values)
+    finite = [v for v in values if isinstance(v, (int, float)) and v == v]
+    return f"{_f(min(finite))}–{_f(max(finite))} over {len(values)} seeds" if finite else f"n/a over {len(values)} seeds"
 
 
 def _effect_cells(e: dict | None) -> list[str]:
@@ -39,6 +45,10 @@ def _effect_cells(e: dict | None) -> list[str]:
             f"{_f(frac.get('reference'), '.0%')} of the ranges)"]
 
 
+def _steps(steps: Any) -> str:
+    return str(steps) if isinstance(steps, int) and steps >= 0 else "unknown"  # -1: the runs did not record it
+
+
 def condition_table(doc: dict) -> list[str]:
     inputs = doc.get("inputs", {})
     acc = inputs.get("acc_key", M.VAL_LINEAR_ACC).split("/")[-1]
@@ -49,7 +59,7 @@ def condition_table(doc: dict) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for c in doc.get("conditions", []):
         finals = [f"{_f(c['final_mean'].get(k))} ({_seeds(c['final'].get(k, []))})" for k, _ in FINAL_COLUMNS]
-        lines.append("| " + " | ".join([c["condition"], str(c["n_seeds"]), str(c["total_steps"]), *finals,
+        lines.append("| " + " | ".join([c["condition"], str(c["n_seeds"]), _steps(c.get("total_steps")), *finals,
                                         *_effect_cells(effects.get(c["condition"]))]) + " |")
     return lines
 
@@ -99,6 +109,6 @@ def render(doc: dict) -> str:
     note = (doc.get("readouts") or {}).get("note")
     return "\n".join([
         f"Accuracy `{acc}`, reconstruction `{mse}`; {runs.get('used', '?')} runs used of {runs.get('found', '?')}"
-        f" ({runs.get('excluded', 0)} excluded). Final metrics: mean over seeds (each seed).", "",
+        f" ({runs.get('excluded', 0)} excluded). Final metrics: mean over seeds (each seed; their range above 8 seeds).", "",
         *condition_table(doc), "", *table2, "", planner_line(doc), "", *([f"Note: {note}", ""] if note else []),
     ])

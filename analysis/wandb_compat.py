@@ -7,8 +7,7 @@ have each part (checked against the released wheels; `pyproject.toml` states the
 
 | part | first in |
 | --- | --- |
-| `wandb.sdk.wandb_setup._singleton` | 0.19.2 |
-| `Api._runs` (the Runs cache), `Api.runs(lazy=...)` | 0.22.1 |
+| `Api.runs(lazy=...)` | 0.22.1 |
 | `Settings.x_graphql_retry_max` (wandb-core's API retries) | 0.26.0 |
 | `Settings.stop_fn` (how a stop from the UI reaches the program) | 0.27.0 |
 | `Settings.x_transaction_log_flush_interval` (a run killed with its wandb-core keeps what it logged; 0.27–0.30 write the run file only as buffers fill, so a double kill lost every record of the attempt, the preempting mark included) | 0.31.0 |
@@ -37,41 +36,12 @@ def _missing(what: str, first: str) -> WandbTooOld:
                        f"pip install 'wandb>={MIN_WANDB}'")
 
 
-def current_wandb_setup() -> Any | None:
-    """The process's W&B setup object if W&B has been set up, else None (without setting it up)."""
-    try:
-        from wandb.sdk import wandb_setup
-
-        return wandb_setup._singleton
-    except (ImportError, AttributeError):
-        raise _missing("wandb.sdk.wandb_setup._singleton", "0.19.2") from None
-
-
-def clear_runs_cache(api: Any) -> None:
-    """`wandb.Api` caches the Runs objects of a query; a retried query must start afresh."""
-    cache = getattr(api, "_runs", None)
-    if cache is None:
-        raise _missing("Api._runs", "0.22.1")
-    cache.clear()
-
-
 GRAPHQL_RETRY_MAX = ("WANDB__GRAPHQL_RETRY_MAX", "x_graphql_retry_max")  # (env variable, setting)
 
 
 def check_graphql_retry_setting(settings: Any) -> None:
     if not hasattr(settings, GRAPHQL_RETRY_MAX[1]):
         raise _missing(f"Settings.{GRAPHQL_RETRY_MAX[1]}", "0.26.0")
-
-
-def listed_last_step(run: Any) -> int | None:
-    """The last history step the `runs` listing (lazy=False) already returned for `run`, None when
-    the listing did not carry it. (`Run.lastHistoryStep` would send one more request per run.)"""
-    attrs = getattr(run, "_attrs", None)
-    if not isinstance(attrs, dict) or "historyKeys" not in attrs:
-        return None
-    keys = attrs.get("historyKeys") or {}
-    step = keys.get("lastStep") if isinstance(keys, dict) else None
-    return int(step) if isinstance(step, (int, float)) else -1
 
 
 def run_settings(stop_fn: Callable[[], None] | None = None, flush_interval_s: float | None = None):
