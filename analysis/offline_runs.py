@@ -291,14 +291,15 @@ def offline_wandb_state(info: dict[str, Any]) -> str:
     return "crashed" if code is None else "failed"
 
 
-def offline_state(info: dict[str, Any]) -> tuple[str, str]:
+def offline_state(info: dict[str, Any], summary: dict[str, Any] | None = None) -> tuple[str, str]:
     """(tidy state, W&B state with its detail) of one start, e.g. ("crashed", "preempted (exit
-    code 143)"), ("failed", "failed (exit code 1)"), ("crashed", "crashed (no exit record)")."""
+    code 143)"), ("failed", "failed (exit code 1)"), ("crashed", "crashed (no exit record)");
+    `summary` (the run's, all starts merged) can make it failed (`runs.tidy_state`)."""
     raw = offline_wandb_state(info)
     if raw == "finished":
-        return tidy_state(raw), raw
+        return tidy_state(raw, summary), raw
     detail = f"exit code {info['exit_code']}" if info["complete"] else "no exit record"
-    return tidy_state(raw), f"{raw} ({detail})"
+    return tidy_state(raw, summary), f"{raw} ({detail})"
 
 
 # --------------------------------------------------------------------------- a folder of runs
@@ -364,7 +365,7 @@ def _merge(rid: str, parts: list[dict[str, Any]]) -> _Merged:
         history.extend(part["history"])
         for k in ("run_name", "entity", "project", "sweep_id", "group"):
             meta[k] = part[k] or meta.get(k)
-    state, raw = offline_state(parts[-1])
+    state, raw = offline_state(parts[-1], summary)
     names = [n for n in (meta.get("sweep_id"), meta.get("group")) if n]
     run = RunInfo(
         run_id=rid,

@@ -165,7 +165,7 @@ def _run_info(run: Any, entity: str, project: str) -> RunInfo:
     return RunInfo(
         run_id=str(run.id),
         run_name=str(getattr(run, "name", None) or run.id),
-        state=tidy_state(raw_state),
+        state=tidy_state(raw_state, summary),
         wandb_state=raw_state.lower(),
         config=config,
         summary=summary,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis import STATE_CRASHED, STATE_FAILED, STATE_FINISHED, STATE_RUNNING
+from mae_gap.metrics import FAILURE_DETERMINISTIC
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,8 +46,13 @@ class PullIncomplete(PullError):
         self.failed = dict(failed)
 
 
-def tidy_state(wandb_state: str | None) -> str:
-    """W&B's run state (any case) as one of the tidy table's states; unknown -> crashed."""
+def tidy_state(wandb_state: str | None, summary: Mapping[str, Any] | None = None) -> str:
+    """W&B's run state (any case) as one of the tidy table's states; unknown -> crashed. A run whose
+    summary records a deterministic failure (`failure/deterministic`) is failed whatever W&B says:
+    agent.train ends such a sweep run with exit code 0 on W&B, the only way a run marked preempting
+    is not requeued for ever."""
+    if (summary or {}).get(FAILURE_DETERMINISTIC) is True:
+        return STATE_FAILED
     return WANDB_STATES.get(str(wandb_state or "").lower(), STATE_CRASHED)
 
 

@@ -636,3 +636,17 @@ def test_a_refresh_reads_the_export_as_it_is_now_not_wandb_cores_stale_copy(fake
     res = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", out, policy=FAST, refresh=True)
     assert fake.count("HistoryPage") == 0 and fake.count("RunParquetHistory") == 2
     pd.testing.assert_frame_equal(res.table, expected_table(served))
+
+
+def test_a_deterministic_failure_reads_failed_whatever_wandb_says(fake, tmp_path):
+    """agent.train ends a sweep run that failed deterministically (non-finite loss) with exit code 0
+    on W&B, so that the service does not requeue it (it is marked preempting): W&B says
+    "finished", its summary says `failure/deterministic`, and the analysis counts it failed."""
+    sid, served = populate(fake, n_runs=3, epochs=3)
+    fake.get_run(ENTITY, PROJECT, "r001").summary.update({M.FAILURE_REASON: "non-finite loss at epoch 2, step 9",
+                                                          M.FAILURE_DETERMINISTIC: True})
+    res = pull_sweep(f"{ENTITY}/{PROJECT}/{sid}", tmp_path / "out", policy=FAST)
+    assert {r.run_id: (r.state, r.wandb_state) for r in res.runs} == {
+        "r000": ("finished", "finished"), "r001": ("failed", "finished"), "r002": ("finished", "finished")}
+    used, excl = select_runs(res.table, M.VAL_LINEAR_ACC, M.VAL_MSE, runs=res.runs)
+    assert sorted(set(used[RUN_ID])) == ["r000", "r002"] and [e.run_id for e in excl] == ["r001"]
