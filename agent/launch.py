@@ -13,12 +13,12 @@ on each node. Starts are staggered (parallel agents asking at the same instant c
 same grid point), each agent writes its own log file, Ctrl-C / SIGTERM is forwarded once to every
 agent, and the launcher waits for all of them and exits non-zero if any agent failed.
 
-Signals. Without `--forward-signals` a `wandb agent` has no SIGTERM handler: SIGTERM kills it and
-its run (in its own process group) runs on, orphaned (wandb/wandb_agent.py:103-116,124-129). With
-it (the default here) the agent passes every signal to its run and starts its shutdown sequence
-(wandb_agent.py:166-188): the run gets SIGTERM, checkpoints, marks itself preempting and exits 143,
-and W&B requeues it. Preempted runs exit non-zero, which `wandb agent` counts as failures
-(wandb_agent.py:374-377): 3 of them in its first 60 s stop it (the flapping guard,
+Signals (wandb 0.31, `wandb_agent.AgentProcess` and `Agent._run_loop`). Without
+`--forward-signals` a `wandb agent` has no SIGTERM handler: SIGTERM kills it and its run (in its own
+process group) runs on, orphaned. With it (the default here) the agent passes every signal to its
+run and starts its shutdown sequence: the run gets SIGTERM, checkpoints, marks itself preempting and
+exits 143, and W&B requeues it. Preempted runs exit non-zero, which `wandb agent` counts as failures:
+3 of them in its first 60 s stop it (the flapping guard,
 `--disable-flapping` = WANDB_AGENT_DISABLE_FLAPPING=true), and so do 5 failures before any success
 (`--max-initial-failures N` = WANDB_AGENT_MAX_INITIAL_FAILURES); `--max-consecutive-failed-runs N`
 is passed to `wandb agent` (wandb >= 0.31).

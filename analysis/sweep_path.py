@@ -1,8 +1,7 @@
 """The one parser of a W&B sweep path (`entity/project/id`), for every command of the project.
 
-W&B's own rule (`wandb agent` and `wandb sweep`'s scheduler go through it:
-`parse_sweep_id` in wandb's launch/sweeps/utils.py:24-53, called at wandb/wandb_agent.py:724-731 and
-wandb/cli/cli.py:2064-2069): the path is split on "/" into 1, 2 or 3 parts, `id`, `project/id` or
+W&B's own rule (wandb 0.31: `parse_sweep_id` of the launch sweeps utilities, which `wandb agent`
+and the CLI's sweep commands go through): the path is split on "/" into 1, 2 or 3 parts, `id`, `project/id` or
 `entity/project/id`; more parts are an error; an empty entity or project part falls back to the
 entity / project given otherwise. W&B checks no characters; this parser adds only what keeps a
 path usable here: no whitespace in a part (a shell would split it), a non-empty id that is not
