@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mae_gap import data, hf_hub
-from mae_gap import augment as augment_module
 from mae_gap.config import TrainConfig
-from mae_gap.data import DataError, DataSplits, augment, check_source, load_data, normalize
+from mae_gap.data import DataError, augment, check_source, load_data, normalize
+from mae_gap.data import augmentation, hf_hub, sources
+from mae_gap.data.augmentation import IMAGENET_MEAN, IMAGENET_STD, axis_aligned_grid, crop_flip_theta
+from mae_gap.data.decode_cache import CACHE_VERSION, cache_path, save_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 GRAY_FILE = "train/n02102040/n02102040_1408.JPEG"  # a grayscale (mode L) image of the real set
@@ -100,9 +101,9 @@ def test_folder_cache_hit_does_not_decode(tmp_path, tiny_folder):
     files = sorted((tmp_path / "cache").iterdir())
     kept = [f.suffix for f in files if f.suffix != ".lock" and not f.name.startswith("folder-index-")]
     assert kept == [".pt"], files  # no temp file left
-    before = data.decoded_images
+    before = sources.decoded_images
     second = load_data(cfg)
-    assert data.decoded_images == before, "a warm start must load the cache, not decode"
+    assert sources.decoded_images == before, "a warm start must load the cache, not decode"
     assert second.fingerprint == first.fingerprint and second.classes == first.classes
     assert torch.equal(second.train_images, first.train_images) and torch.equal(second.val_labels, first.val_labels)
 
@@ -113,10 +114,10 @@ def test_cache_dir_from_env_and_changed_input_refreshes(tmp_path, tiny_folder, m
     first = load_data(cfg)
     assert list((tmp_path / "envcache").glob("folder-16px-*.pt"))
     _save(Image.new("RGB", (50, 50), (0, 0, 0)), tiny_folder / "train/dog/b.jpeg")  # new content and size
-    before = data.decoded_images
+    before = sources.decoded_images
     second = load_data(cfg)
     assert second.fingerprint != first.fingerprint
-    assert data.decoded_images == before + 7
+    assert sources.decoded_images == before + 7
     assert second.train_images[3].max() < 10
     other_size = load_data(make_cfg(tmp_path, data_dir=str(tiny_folder), cache_dir="", img_size=8, patch_size=4))
     assert other_size.train_images.shape[-1] == 8 and other_size.fingerprint != second.fingerprint
@@ -187,9 +188,9 @@ def test_limits_balanced_fixed_file_level(tmp_path):
             _save(Image.new("RGB", (8, 8), (i * 40, 0, 0)), root / f"train/{c}/{i}.jpg")
         _save(Image.new("RGB", (8, 8)), root / f"val/{c}/0.jpg")
     cfg = make_cfg(tmp_path, data_dir=str(root), train_limit=7, val_limit=2, seed=3)
-    before = data.decoded_images
+    before = sources.decoded_images
     d = load_data(cfg)
-    assert data.decoded_images - before == 9, "limits must be applied before decoding"
+    assert sources.decoded_images - before == 9, "limits must be applied before decoding"
     counts = torch.bincount(d.train_labels, minlength=3).tolist()
     assert sorted(counts) == [2, 2, 3] and d.val_labels.numel() == 2
     again = load_data(make_cfg(tmp_path, data_dir=str(root), train_limit=7, val_limit=2, seed=3, cache_dir=str(tmp_path / "c2")))
@@ -206,9 +207,9 @@ def test_limits_balanced_fixed_file_level(tmp_path):
 def test_real_imagenette_subset(tmp_path, imagenette_root):
     cfg = make_cfg(tmp_path, data_dir=str(imagenette_root), img_size=224, patch_size=16, train_limit=20, val_limit=10)
     check_source(cfg)
-    before = data.decoded_images
+    before = sources.decoded_images
     d = load_data(cfg)
-    assert data.decoded_images - before == 30
+    assert sources.decoded_images - before == 30
     assert d.train_images.shape == (20, 3, 224, 224) and d.val_images.shape == (10, 3, 224, 224)
     assert len(d.classes) == 10 and d.classes == sorted(d.classes) and d.classes[0] == "n01440764"
     assert torch.bincount(d.train_labels, minlength=10).tolist() == [2] * 10
@@ -316,10 +317,10 @@ def test_imagenette_without_datasets_package(tmp_path, monkeypatch):
 def test_imagenette_warm_cache_needs_no_datasets_nor_network(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path, dataset="imagenette")
     fake = load_data(make_cfg(tmp_path, dataset="synthetic", synthetic_size=8))
-    blob = {"version": data._CACHE_VERSION, "classes": fake.classes, "fingerprint": "abc123",
+    blob = {"version": CACHE_VERSION, "classes": fake.classes, "fingerprint": "abc123",
             "train_images": fake.train_images.clone(), "train_labels": fake.train_labels,
             "val_images": fake.val_images.clone(), "val_labels": fake.val_labels}
-    data._save_atomic(blob, data._cache_path(cfg, data._hf_cache_key(cfg)))
+    save_atomic(blob, cache_path(cfg, hf_hub.hf_cache_key(cfg)))
     monkeypatch.setitem(sys.modules, "datasets", None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     check_source(cfg)
@@ -335,7 +336,7 @@ def test_hf_splits_decode_like_folder(tmp_path):
     val = datasets.Dataset.from_dict({"image": images[:2], "label": [0, 1]}, features=feats)
     dsd = datasets.DatasetDict({"train": train, "validation": val})
     cfg = make_cfg(tmp_path, dataset="imagenette", train_limit=2)
-    d = data._splits_from_hf(dsd, cfg, "key")
+    d = hf_hub.splits_from_hf(dsd, cfg, "key")
     assert d.classes == ["red", "other"] and d.train_images.shape == (2, 3, 16, 16)
     assert sorted(d.train_labels.tolist()) == [0, 1] and d.val_labels.tolist() == [0, 1]
     assert (d.val_images[1].int() - 90).abs().max() <= 2  # grayscale -> RGB
@@ -345,8 +346,8 @@ def test_hf_splits_decode_like_folder(tmp_path):
 
 
 def _manual_normalize(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(data.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(data.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x.float() / 255 - mean) / std
 
 
@@ -384,7 +385,7 @@ def test_augment_per_sample_crops_and_seeding():
 
 def test_crop_parameters_follow_random_resized_crop():
     n, h, w = 4000, 224, 224
-    theta = data._rrc_flip_theta(n, h, w, torch.device("cpu"), torch.Generator().manual_seed(0))
+    theta = crop_flip_theta(n, h, w, torch.device("cpu"), torch.Generator().manual_seed(0))
     sx, sy = theta[:, 0, 0], theta[:, 1, 1]
     area = sx.abs() * sy
     assert area.min() >= 0.2 - 1e-6 and area.max() <= 1 + 1e-6
@@ -406,20 +407,20 @@ def test_augment_geometry_matches_crop_then_resize(monkeypatch, flip):
     theta = torch.tensor([[[cw / 32, 0, (2 * x0 + cw) / 32 - 1], [0, ch / 32, (2 * y0 + ch) / 32 - 1]]]).repeat(2, 1, 1)
     if flip:
         theta[:, 0, 0] *= -1
-    monkeypatch.setattr(augment_module, "_rrc_flip_theta", lambda n, h, w, device, generator: theta[:n])
+    monkeypatch.setattr(augmentation, "crop_flip_theta", lambda n, h, w, device, generator: theta[:n])
     out = augment(x)
     ref = F.interpolate(x[:, :, y0 : y0 + ch, x0 : x0 + cw].float(), size=(32, 32), mode="bilinear", align_corners=False)
     if flip:
         ref = ref.flip(-1)
-    ref = (ref / 255 - torch.tensor(data.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(data.IMAGENET_STD).view(1, 3, 1, 1)
+    ref = (ref / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     # interior pixels (the borders differ: interpolate clamps at the crop edge, grid_sample reads the neighbour)
     torch.testing.assert_close(out[..., 2:-2, 2:-2], ref[..., 2:-2, 2:-2], atol=1e-4, rtol=1e-4)
 
 
 def test_axis_aligned_grid_equals_affine_grid():
-    theta = data._rrc_flip_theta(5, 12, 20, torch.device("cpu"), torch.Generator().manual_seed(3))
+    theta = crop_flip_theta(5, 12, 20, torch.device("cpu"), torch.Generator().manual_seed(3))
     ref = F.affine_grid(theta, [5, 3, 12, 20], align_corners=False)
-    torch.testing.assert_close(data._axis_aligned_grid(theta, 12, 20), ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(axis_aligned_grid(theta, 12, 20), ref, atol=1e-6, rtol=0)
 
 
 # ----------------------------------------------------------------------------- packaging

@@ -4,7 +4,6 @@ no image file, and the hub settings of a load_dataset call never leak into os.en
 from __future__ import annotations
 
 import os
-import sys
 import types
 from pathlib import Path
 
@@ -13,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mae_gap import data, hf_hub, sources
 from mae_gap.config import TrainConfig
 from mae_gap.data import DataError, load_data
-from mae_gap.synthetic import synthetic_splits
+from mae_gap.data import hf_hub, sources
+from mae_gap.data.synthetic import synthetic_splits
 
 OLD_NS = 1_600_000_000 * 10**9  # a fixed past mtime, so that a rewrite always moves it
 
@@ -54,10 +53,10 @@ def test_same_size_reencode_changes_fingerprint_and_pixels(tmp_path, png_folder)
     assert int(first.train_images[0].float().mean()) == 10
     _png(target, 222, OLD_NS + 5_000_000_000)  # new pixels, same byte size, a later mtime
     assert target.stat().st_size == size, "the fixture must keep the byte size"
-    decoded = data.decoded_images
+    decoded = sources.decoded_images
     second = load_data(cfg)
     assert second.fingerprint != first.fingerprint
-    assert data.decoded_images > decoded, "changed content must be decoded again"
+    assert sources.decoded_images > decoded, "changed content must be decoded again"
     assert int(second.train_images[0].float().mean()) == 222
     assert torch.equal(second.train_images[1:], first.train_images[1:])
     third = load_data(cfg)  # and the new content is now what the cache holds
@@ -67,16 +66,16 @@ def test_same_size_reencode_changes_fingerprint_and_pixels(tmp_path, png_folder)
 def test_warm_start_reads_no_image_and_touch_keeps_cache(tmp_path, png_folder):
     cfg = make_cfg(tmp_path, data_dir=str(png_folder))
     first = load_data(cfg)
-    decoded, hashed = data.decoded_images, data.hashed_files
+    decoded, hashed = sources.decoded_images, sources.hashed_files
     assert load_data(cfg).fingerprint == first.fingerprint
-    assert (data.decoded_images, data.hashed_files) == (decoded, hashed), "a warm start must neither decode nor hash"
+    assert (sources.decoded_images, sources.hashed_files) == (decoded, hashed), "a warm start must neither decode nor hash"
     touched = png_folder / "val/y/c.png"
     os.utime(touched, ns=(OLD_NS + 9_000_000_000,) * 2)  # same bytes, new mtime: hash once, keep the cache
     again = load_data(cfg)
-    assert again.fingerprint == first.fingerprint and data.decoded_images == decoded
-    assert data.hashed_files == hashed + 1
+    assert again.fingerprint == first.fingerprint and sources.decoded_images == decoded
+    assert sources.hashed_files == hashed + 1
     load_data(cfg)
-    assert data.hashed_files == hashed + 1, "the index must remember the new mtime"
+    assert sources.hashed_files == hashed + 1, "the index must remember the new mtime"
 
 
 def test_broken_index_is_rebuilt(tmp_path, png_folder):
@@ -84,8 +83,8 @@ def test_broken_index_is_rebuilt(tmp_path, png_folder):
     first = load_data(cfg)
     (index,) = (tmp_path / "cache").glob("folder-index-*.json")
     index.write_text("{not json")
-    decoded = data.decoded_images
-    assert load_data(cfg).fingerprint == first.fingerprint and data.decoded_images == decoded
+    decoded = sources.decoded_images
+    assert load_data(cfg).fingerprint == first.fingerprint and sources.decoded_images == decoded
 
 
 def test_synthetic_splits_seeded_and_shared(tmp_path):
@@ -134,8 +133,14 @@ def test_hub_settings_scoped_not_environ(tmp_path, monkeypatch):
     assert fake.config.HF_HUB_OFFLINE is False
 
 
-def test_entry_point_names_stay_importable():
-    from mae_gap.data import (DataError, DataSplits, IMAGENET_MEAN, IMAGENET_STD, _cached, _hash,  # noqa: F401
-                              augment, cache_root, check_source, load_data, normalize)
+def test_package_names_are_their_home_modules_objects():
+    import mae_gap.data as D
+    from mae_gap.data import augmentation, decode_cache, synthetic, types
 
-    assert sys.modules["mae_gap.data"].decoded_images == sources.decoded_images
+    homes = {augmentation: ("IMAGENET_MEAN", "IMAGENET_STD", "augment", "normalize"), decode_cache: ("cache_root",),
+             synthetic: ("synthetic_splits",), types: ("DataError", "DataSplits")}
+    for home, names in homes.items():
+        for name in names:
+            assert getattr(D, name) is getattr(home, name), name
+    assert callable(D.check_source) and callable(D.load_data)
+    assert not [n for n in vars(D) if n.startswith("_") and not n.startswith("__") and n != "_SOURCES"]

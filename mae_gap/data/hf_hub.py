@@ -13,10 +13,10 @@ from urllib.parse import urlparse
 
 import torch
 
-from .config import TrainConfig
-from .decode_cache import cache_path, cached
-from .sources import decode_many
-from .splits import CACHE_VERSION, SUBSET_SEED, DataError, DataSplits, balanced_subset, check_num_classes, hash_parts
+from ..config import TrainConfig
+from .decode_cache import CACHE_VERSION, cache_path, cached
+from .sources import SUBSET_SEED, balanced_subset, check_num_classes, decode_many
+from .types import DataError, DataSplits, hash_parts
 
 HF_REVISION = "refs/convert/parquet"
 NETWORK_PROBE_TIMEOUT_S = 3.0

@@ -12,9 +12,11 @@ from typing import Any, Callable
 
 import torch
 
-from .config import TrainConfig
-from .fileio import atomic_path
-from .splits import CACHE_VERSION, DataSplits
+from ..config import TrainConfig
+from ..fileio import atomic_path
+from .types import DataSplits
+
+CACHE_VERSION = 1  # bump when decoding changes, so stale caches (and fingerprints) are not reused
 
 
 def cache_root(cfg: TrainConfig) -> Path:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .splits import DataSplits, hash_parts
+from ..config import TrainConfig
+from .types import DataSplits, hash_parts
 
 
 def synthetic_splits(img_size: int, n_train: int, n_val: int, num_classes: int, seed: int = 0) -> DataSplits:
@@ -24,3 +25,10 @@ def synthetic_splits(img_size: int, n_train: int, n_val: int, num_classes: int, 
         classes=[f"class_{i}" for i in range(num_classes)],
         fingerprint=hash_parts("synthetic", img_size, n_train, n_val, num_classes, seed),
     )
+
+
+def load_synthetic(cfg: TrainConfig) -> DataSplits:
+    """dataset=synthetic: synthetic_size train images (at least 1), a quarter as many val, seeded by
+    cfg.seed; not cached (generating them is as fast as reading them)."""
+    n_train = max(1, cfg.synthetic_size)
+    return synthetic_splits(cfg.img_size, n_train, max(1, n_train // 4), cfg.num_classes, seed=cfg.seed)

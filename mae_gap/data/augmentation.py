@@ -38,8 +38,8 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> t
     value_range = 255.0 if images.dtype == torch.uint8 else 1.0
     if n == 0:
         return _normalize_(x, value_range)
-    theta = _rrc_flip_theta(n, h, w, images.device, generator)
-    out = F.grid_sample(x, _axis_aligned_grid(theta, h, w), mode="bilinear", padding_mode="border", align_corners=False)
+    theta = crop_flip_theta(n, h, w, images.device, generator)
+    out = F.grid_sample(x, axis_aligned_grid(theta, h, w), mode="bilinear", padding_mode="border", align_corners=False)
     return _normalize_(out, value_range)
 
 
@@ -64,7 +64,7 @@ def _normalize_(x: torch.Tensor, value_range: float) -> torch.Tensor:
     return x.mul_(scale.view(shape)).sub_(shift.view(shape))
 
 
-def _axis_aligned_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def axis_aligned_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """F.affine_grid(theta, align_corners=False) for scale+translate theta, built separably.
 
     Equal to affine_grid up to float rounding, without its (N, H*W, 3) x (N, 3, 2) product.
@@ -82,7 +82,7 @@ def _rand(shape: Sequence[int], device: torch.device, generator: torch.Generator
     return torch.rand(*shape, device=device, generator=generator)
 
 
-def _rrc_flip_theta(
+def crop_flip_theta(
     n: int,
     h: int,
     w: int,

@@ -1,20 +1,14 @@
-"""The types every data source returns and the helpers they share, kept apart from the sources so
-that the cache, the sources and the entry point can all import them without importing each other."""
+"""What every data source returns (DataSplits) and raises (DataError), and how a DataSplits'
+fingerprint is made (hash_parts)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import random
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-
-from .config import TrainConfig
-
-SUBSET_SEED = 0  # fixed: train_limit/val_limit pick the same images for every run, so runs stay comparable
-CACHE_VERSION = 1  # bump when decoding changes, so stale caches are not reused
 
 
 class DataError(Exception):
@@ -35,7 +29,7 @@ class DataSplits:
     classes: list[str]
     fingerprint: str  # short hex identifying the content (source, size, inputs, subset)
 
-    def to(self, device: torch.device | str) -> "DataSplits":
+    def to(self, device: torch.device | str) -> DataSplits:
         return dataclasses.replace(
             self,
             train_images=self.train_images.to(device),
@@ -66,35 +60,3 @@ def hash_parts(*parts: Any) -> str:
         h.update(repr(p).encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
-
-
-def check_num_classes(cfg: TrainConfig, classes: Sequence[str], where: str) -> None:
-    if len(classes) > cfg.num_classes:
-        raise DataError(
-            f"{where} has {len(classes)} classes but num_classes={cfg.num_classes}: pass --num_classes={len(classes)}"
-        )
-
-
-def balanced_subset(labels: Sequence[int], limit: int, seed: int, salt: int) -> list[int]:
-    """Indices of `limit` items, round-robin over classes, seeded; all of them if limit <= 0."""
-    if limit <= 0 or limit >= len(labels):
-        return list(range(len(labels)))
-    by_class: dict[int, list[int]] = {}
-    for i, y in enumerate(labels):
-        by_class.setdefault(int(y), []).append(i)
-    rng = random.Random(seed * 1_000_003 + salt)
-    queues = []
-    for y in sorted(by_class):
-        idx = by_class[y]
-        rng.shuffle(idx)
-        queues.append(idx)
-    chosen: list[int] = []
-    depth = 0
-    while len(chosen) < limit:
-        for q in queues:
-            if depth < len(q):
-                chosen.append(q[depth])
-                if len(chosen) == limit:
-                    break
-        depth += 1
-    return sorted(chosen)

@@ -1,6 +1,7 @@
 """The local sources: an image folder (listed, fingerprinted, decoded by a thread pool of PIL
-decoders) and scikit-learn's digits. Decoding is the slow step, so it happens once per content:
-the folder's fingerprint hashes the files' bytes, and a warm start reuses those hashes by
+decoders) and scikit-learn's digits; and the rules every source follows (the class count, the
+class-balanced train_limit/val_limit subset). Decoding is the slow step, so it happens once per
+content: the folder's fingerprint hashes the files' bytes, and a warm start reuses those hashes by
 (size, mtime_ns) instead of reading the files again."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import TrainConfig
-from .decode_cache import cache_path, cache_root, cached
-from .fileio import atomic_write
-from .splits import CACHE_VERSION, SUBSET_SEED, DataError, DataSplits, balanced_subset, check_num_classes, hash_parts
+from ..config import TrainConfig
+from ..fileio import atomic_write
+from .decode_cache import CACHE_VERSION, cache_path, cache_root, cached
+from .types import DataError, DataSplits, hash_parts
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 DIGITS_SPLIT_SEED = 0  # fixed: every run, whatever its seed, shares the digits train/val split
+SUBSET_SEED = 0  # fixed: train_limit/val_limit pick the same images for every run, so runs stay comparable
 _LAYOUT = "train/<class>/*.JPEG and val/<class>/*.JPEG (fast.ai layout)"
 _INDEX_VERSION = 1
 
@@ -34,6 +37,41 @@ _INDEX_VERSION = 1
 decoded_images = 0
 # Image files whose bytes this process hashed (tests use it to prove that a warm start reads none).
 hashed_files = 0
+
+
+# ============================================================================ rules of every source
+
+
+def check_num_classes(cfg: TrainConfig, classes: Sequence[str], where: str) -> None:
+    if len(classes) > cfg.num_classes:
+        raise DataError(
+            f"{where} has {len(classes)} classes but num_classes={cfg.num_classes}: pass --num_classes={len(classes)}"
+        )
+
+
+def balanced_subset(labels: Sequence[int], limit: int, seed: int, salt: int) -> list[int]:
+    """Indices of `limit` items, round-robin over classes, seeded; all of them if limit <= 0."""
+    if limit <= 0 or limit >= len(labels):
+        return list(range(len(labels)))
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(int(y), []).append(i)
+    rng = random.Random(seed * 1_000_003 + salt)
+    queues = []
+    for y in sorted(by_class):
+        idx = by_class[y]
+        rng.shuffle(idx)
+        queues.append(idx)
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < limit:
+        for q in queues:
+            if depth < len(q):
+                chosen.append(q[depth])
+                if len(chosen) == limit:
+                    break
+        depth += 1
+    return sorted(chosen)
 
 
 # ============================================================================ folder listing
