@@ -15,7 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence, get_args, get_origin, get_type_hints
 
-ALPHA_MODES = ("grl", "weighted", "confusion")
+from .alpha import AlphaMode, AlphaPolicy
+
 DATASETS = ("imagenette", "folder", "digits", "synthetic")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 
@@ -30,7 +31,7 @@ class TrainConfig:
 
     # --- the experiment's independent variables
     alpha: float = _f(0.0, "signed weight of the supervised head (negative = anti-regularization)")
-    alpha_mode: Literal["grl", "weighted", "confusion"] = _f(
+    alpha_mode: AlphaMode = _f(
         "grl", "grl: encoder gets alpha*dCE/dz via gradient scaling; weighted: loss = rec + alpha*CE; "
         "confusion: as grl for alpha >= 0, for alpha < 0 the encoder gets |alpha|*dCE(head(z), uniform)/dz"
     )
@@ -101,8 +102,12 @@ class TrainConfig:
         return (self.img_size // self.patch_size) ** 2
 
     @property
-    def effective_alpha_mode(self) -> str:
-        return effective_alpha_mode(self.alpha, self.alpha_mode)
+    def alpha_policy(self) -> AlphaPolicy:
+        return AlphaPolicy(self.alpha, self.alpha_mode)
+
+    @property
+    def effective_alpha_mode(self) -> str:  # until analysis and tests ask alpha_policy.runs
+        return self.alpha_policy.runs
 
     @property
     def effective_lr(self) -> float:
@@ -118,9 +123,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def effective_alpha_mode(alpha: float, alpha_mode: str) -> str:
-    """The mode that actually runs: confusion with alpha >= 0 IS grl (the same code path, bit for bit)."""
-    return "grl" if alpha_mode == "confusion" and alpha >= 0 else alpha_mode
+def effective_alpha_mode(alpha: float, alpha_mode: str) -> str:  # until analysis.tidy asks AlphaPolicy(...).runs
+    return AlphaPolicy(alpha, alpha_mode).runs
 
 
 class ConfigError(ValueError):

@@ -1,4 +1,4 @@
-"""The signed-alpha objective (SPEC section 3): how alpha enters the loss in each alpha_mode."""
+"""The signed-alpha objective (SPEC section 3): the supervised head's loss terms under an AlphaPolicy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ALPHA_MODES
+from .alpha import AlphaPolicy
 
 
 class _GradScale(torch.autograd.Function):
@@ -48,33 +48,33 @@ class HeadTerms(NamedTuple):
     objective: Tensor  # () what the head branch adds to the back-propagated loss
 
 
-def head_terms(head: nn.Linear, z: Tensor, labels: Tensor, alpha: float, alpha_mode: str) -> HeadTerms:
+def head_terms(head: nn.Linear, z: Tensor, labels: Tensor, policy: AlphaPolicy) -> HeadTerms:
     """The supervised head's part of the loss; z (N, D) is the pooled visible-token feature.
 
+    By the mode that runs (policy.runs):
     grl:       objective = CE(head(R_alpha(z))): the head minimizes CE, the encoder gets alpha * dCE/dz.
-    weighted:  objective = alpha * CE(head(z)) (the original formula); at alpha == 0 the head is out
-               of the loss (no graph at all) and its CE is only logged.
-    confusion: alpha >= 0 as grl. alpha < 0: objective = CE(head(sg(z))) + |alpha| * CE(head_sg(z), uniform),
-               head_sg = the head with its weights detached: the head still minimizes CE on the labels,
-               the encoder receives exactly |alpha| * dCE(head(z), uniform)/dz and nothing else.
+    weighted:  objective = alpha * CE(head(z)) (the original formula).
+    confusion: (alpha < 0) objective = CE(head(sg(z))) + |alpha| * CE(head_sg(z), uniform), head_sg = the
+               head with its weights detached: the head still minimizes CE on the labels, the encoder
+               receives exactly |alpha| * dCE(head(z), uniform)/dz and nothing else.
+    A head that does not train (policy.head_trains) is out of the loss (no graph at all); its CE is
+    only logged.
     """
-    if alpha_mode not in ALPHA_MODES:
-        raise ValueError(f"alpha_mode={alpha_mode!r} is not one of {', '.join(ALPHA_MODES)}")
-    if alpha_mode == "grl" or (alpha_mode == "confusion" and alpha >= 0):
+    alpha = policy.alpha
+    if not policy.head_trains:
+        with torch.no_grad():
+            logits = head(z.detach())
+            ce = F.cross_entropy(logits.float(), labels)
+        return HeadTerms(logits, ce, torch.zeros((), device=z.device))
+    if policy.runs == "grl":
         logits = head(grad_scale(z, alpha))
         ce = F.cross_entropy(logits.float(), labels)
         return HeadTerms(logits, ce, ce)
-    if alpha_mode == "weighted":
-        if alpha == 0:
-            with torch.no_grad():
-                logits = head(z.detach())
-                ce = F.cross_entropy(logits.float(), labels)
-            return HeadTerms(logits, ce, torch.zeros((), device=z.device))
+    if policy.runs == "weighted":
         logits = head(z)
         ce = F.cross_entropy(logits.float(), labels)
         return HeadTerms(logits, ce, alpha * ce)
-    # confusion, alpha < 0
-    logits = head(z.detach())
+    logits = head(z.detach())  # confusion
     ce = F.cross_entropy(logits.float(), labels)
     confused = F.linear(z, head.weight.detach(), head.bias.detach() if head.bias is not None else None)
     return HeadTerms(logits, ce, ce + abs(alpha) * uniform_ce(confused))

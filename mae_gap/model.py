@@ -78,6 +78,9 @@ class MaskedAutoencoder(nn.Module):
         # BN without affine = MAE's linear-probe protocol: standardizes features whose scale drifts in training
         self.probe = nn.Sequential(nn.BatchNorm1d(D, affine=False), nn.Linear(D, cfg.num_classes))
         self.probe.requires_grad_(cfg.online_probe)  # off: no pass, no gradient, out of the optimizer
+        self.policy = cfg.alpha_policy  # how alpha enters forward()
+        # A head out of the objective is frozen: out of the optimizer, and DDP waits for no gradient of it.
+        self.head.requires_grad_(self.policy.head_trains)
 
         self.initialize_weights()
 
@@ -203,9 +206,8 @@ class MaskedAutoencoder(nn.Module):
 
     # ------------------------------------------------------------------ training / evaluation
 
-    def forward(self, imgs: Tensor, labels: Tensor, alpha: float, alpha_mode: str, noise: Tensor | None = None,
-                taps: GradTaps | None = None):
-        """One training step's objective (SPEC section 3) -> StepOutput.
+    def forward(self, imgs: Tensor, labels: Tensor, noise: Tensor | None = None, taps: GradTaps | None = None):
+        """One training step's objective (SPEC section 3) under self.policy -> StepOutput.
 
         `taps` (optional) receives the gradient norms the head and the decoder send into the encoder's
         output tokens during the backward pass of `loss` (train/grad_ratio).
@@ -216,7 +218,7 @@ class MaskedAutoencoder(nn.Module):
         rec_loss = self.patch_losses(imgs, pred, mask)[0].mean()  # = MAE's loss: every image has L-K masked
 
         z = self.pooled(head_in)  # (N, D) visible tokens only: free, no extra pass
-        head = head_terms(self.head, z, labels, alpha, alpha_mode)
+        head = head_terms(self.head, z, labels, self.policy)
 
         probe_logits, probe_ce = None, torch.zeros((), device=imgs.device)
         if self.online_probe:
@@ -246,13 +248,13 @@ def param_groups(model: MaskedAutoencoder, cfg: TrainConfig) -> list[dict]:
     """Parameter groups for the single AdamW (one optimizer, so AMP's GradScaler sees every loss).
 
     decay: weight matrices (and the patch-embedding conv); no_decay: norms, biases, tokens;
-    heads: head + probe without decay, at head_lr_scale x lr. Weighted mode at alpha 0 leaves the head out entirely.
-    Position embeddings are buffers, and frozen parameters are skipped, so neither appears.
+    heads: head + probe without decay, at head_lr_scale x lr. Position embeddings are buffers, and
+    frozen parameters (a head the policy leaves out, the probe without online_probe) are skipped, so
+    none of them appears.
     """
-    skip_head = cfg.alpha_mode == "weighted" and cfg.alpha == 0
     groups = {"decay": [], "no_decay": [], "heads": []}
     for name, p in model.named_parameters():
-        if not p.requires_grad or (skip_head and name.startswith("head.")):
+        if not p.requires_grad:
             continue
         if name.startswith(("head.", "probe.")):
             groups["heads"].append(p)

@@ -110,10 +110,6 @@ class MAEGapModule(pl.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.model = MaskedAutoencoder(cfg)
-        if cfg.alpha_mode == "weighted" and cfg.alpha == 0:
-            # The head is out of the objective and the optimizer; freezing it also keeps DDP from
-            # waiting for gradients that never come.
-            self.model.head.requires_grad_(False)
         # torch.compile'd forward for training steps (opt-in). Kept in a tuple so that it is not
         # registered as a second copy of the model in the state dict.
         self._compiled = (torch.compile(self.model),) if cfg.compile else ()
@@ -178,7 +174,7 @@ class MAEGapModule(pl.LightningModule):
         imgs = augment(images, generator=self.gen)  # (B, 3, S, S) float
         noise = torch.rand(b, self.cfg.num_patches, device=self.device, generator=self.gen)
         self._taps = GradTaps(self.device)  # filled by this step's backward, read in on_after_backward
-        out = self.train_forward(imgs, labels, self.cfg.alpha, self.cfg.alpha_mode, noise=noise, taps=self._taps)
+        out = self.train_forward(imgs, labels, noise=noise, taps=self._taps)
 
         terms = torch.stack([out.rec_loss, out.head_ce, out.probe_ce, out.loss]).detach().float()  # LOSS_TERMS
         correct = (out.head_logits.argmax(1) == labels).sum().float()

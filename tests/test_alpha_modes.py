@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mae_gap.config import TrainConfig, effective_alpha_mode
+from mae_gap.alpha import AlphaPolicy
+from mae_gap.config import TrainConfig
 from mae_gap.grad_taps import GradTaps
 from mae_gap.losses import head_terms, uniform_ce
 from mae_gap.model import MaskedAutoencoder, param_groups
@@ -30,7 +31,7 @@ def train_steps(mode: str, alpha: float, steps: int = 30) -> dict[str, torch.Ten
         imgs, labels = batch(seed=step)
         noise = torch.rand(8, 16, generator=torch.Generator().manual_seed(100 + step))
         opt.zero_grad()
-        model(imgs, labels, alpha, mode, noise=noise).loss.backward()
+        model(imgs, labels, noise=noise).loss.backward()
         opt.step()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -39,7 +40,7 @@ def test_confusion_equals_grl_for_positive_alpha_after_30_steps():
     grl, confusion = train_steps("grl", 0.5), train_steps("confusion", 0.5)
     for name in grl:
         torch.testing.assert_close(confusion[name], grl[name], rtol=1e-4, atol=0, msg=name)
-    assert effective_alpha_mode(0.5, "confusion") == "grl" and effective_alpha_mode(-0.5, "confusion") == "confusion"
+    assert AlphaPolicy(0.5, "confusion").runs == "grl" and AlphaPolicy(-0.5, "confusion").runs == "confusion"
 
 
 def test_confusion_encoder_gradient_is_abs_alpha_times_uniform_ce_gradient():
@@ -48,7 +49,7 @@ def test_confusion_encoder_gradient_is_abs_alpha_times_uniform_ce_gradient():
     head = torch.nn.Linear(16, 10)
     z = torch.randn(6, 16, requires_grad=True)
     labels = torch.randint(0, 10, (6,))
-    terms = head_terms(head, z, labels, alpha, "confusion")
+    terms = head_terms(head, z, labels, AlphaPolicy(alpha, "confusion"))
     (g_mode,) = torch.autograd.grad(terms.objective, z)
     # independently: |alpha| * d CE(head(z), uniform) / dz, with CE against the uniform target
     uniform = torch.full((6, 10), 0.1)
@@ -57,7 +58,7 @@ def test_confusion_encoder_gradient_is_abs_alpha_times_uniform_ce_gradient():
     assert g_ref.abs().sum() > 0
     # and the head itself still minimizes CE on the labels (not the confusion term)
     head.zero_grad()
-    head_terms(head, z.detach(), labels, alpha, "confusion").objective.backward()
+    head_terms(head, z.detach(), labels, AlphaPolicy(alpha, "confusion")).objective.backward()
     g_head = head.weight.grad.clone()
     head.zero_grad()
     F.cross_entropy(head(z.detach()), labels).backward()
@@ -78,13 +79,13 @@ def test_grad_ratio_equals_two_separate_autograd_gradients(mode, alpha):
     imgs, labels = batch()
     noise = torch.rand(8, 16, generator=torch.Generator().manual_seed(3))
     taps = GradTaps("cpu")
-    out = model(imgs, labels, alpha, mode, noise=noise, taps=taps)
+    out = model(imgs, labels, noise=noise, taps=taps)
     out.loss.backward()
     # the same forward again, the two branches' gradients at the encoder's output tokens taken apart
     latent, mask, ids = model.forward_encoder(imgs, model.mask_ratio, noise)
     rec = model.patch_losses(imgs, model.forward_decoder(latent, ids), mask)[0].mean()
     (g_dec,) = torch.autograd.grad(rec, latent, retain_graph=True)
-    head = head_terms(model.head, model.pooled(latent), labels, alpha, mode)
+    head = head_terms(model.head, model.pooled(latent), labels, model.policy)
     (g_head,) = torch.autograd.grad(head.objective, latent)
     expected = g_head.norm() / g_dec.norm()
     assert taps.ratio().item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-5)
@@ -96,5 +97,5 @@ def test_grad_ratio_is_zero_when_the_head_sends_nothing():
     model = MaskedAutoencoder(cfg)
     imgs, labels = batch()
     taps = GradTaps("cpu")
-    model(imgs, labels, 0.0, "weighted", taps=taps).loss.backward()
+    model(imgs, labels, taps=taps).loss.backward()
     assert taps.ratio().item() == 0.0 and taps.sq["decoder"] > 0

@@ -207,5 +207,5 @@ def test_gpu_defaults_bf16_fused_adamw_fused_attention(monkeypatch, data):
     sdpa = F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
     imgs = torch.randn(2, 3, cfg.img_size, cfg.img_size)
-    module.model(imgs, torch.tensor([0, 1]), cfg.alpha, cfg.alpha_mode)
+    module.model(imgs, torch.tensor([0, 1]))
     assert len(calls) == 2 * cfg.depth + cfg.decoder_depth  # masked pass + probe pass + decoder

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mae_gap.alpha import AlphaPolicy
 from mae_gap.config import TrainConfig, preset
 from mae_gap.losses import grad_scale, head_terms
 from mae_gap.model import EvalOutput, MaskedAutoencoder, StepOutput, param_groups, val_mask_noise
@@ -60,7 +61,7 @@ def test_default_model_size_and_shapes():
     with torch.no_grad():
         latent, mask, ids_restore = m.forward_encoder(imgs, cfg.mask_ratio)
         pred = m.forward_decoder(latent, ids_restore)
-        out = m(imgs, labels[:2] % 10, alpha=0.5, alpha_mode="grl")
+        out = m(imgs, labels[:2] % 10)
     assert latent.shape == (2, 1 + 49, 192)
     assert mask.shape == (2, 196) and ids_restore.shape == (2, 196)
     assert pred.shape == (2, 196, 16 * 16 * 3)
@@ -189,8 +190,10 @@ def test_grl_encoder_gets_alpha_times_head_gradient(alpha):
     noise = torch.rand(6, 16, generator=torch.Generator().manual_seed(5))
     enc, head = encoder_params(m), list(m.head.parameters())
 
-    ref = m(imgs, labels, 1.0, "grl", noise=noise)
-    out = m(imgs, labels, alpha, "grl", noise=noise)
+    m.policy = AlphaPolicy(1.0, "grl")
+    ref = m(imgs, labels, noise=noise)
+    m.policy = AlphaPolicy(alpha, "grl")  # the same weights
+    out = m(imgs, labels, noise=noise)
     torch.testing.assert_close(out.head_ce, ref.head_ce)  # forward is alpha-free
     g_ref, g = grads(ref.head_ce, enc), grads(out.head_ce, enc)
     assert any(x.abs().sum() > 0 for x in g_ref)
@@ -208,10 +211,10 @@ def test_grl_encoder_gets_alpha_times_head_gradient(alpha):
 
 @pytest.mark.parametrize("mode", ["grl", "weighted"])
 def test_probe_never_moves_the_encoder(mode):
-    m, _ = tiny()
+    m, _ = tiny(alpha=0.5, alpha_mode=mode)
     imgs, labels = batch()
     noise = torch.rand(6, 16, generator=torch.Generator().manual_seed(7))
-    out = m(imgs, labels, 0.5, mode, noise=noise)
+    out = m(imgs, labels, noise=noise)
     body = [p for n, p in m.named_parameters() if not n.startswith(("head.", "probe."))]
     without_probe = out.loss - out.probe_ce
     assert_grads_close(grads(out.loss, body), grads(without_probe, body), rtol=0, atol=0)
@@ -268,9 +271,10 @@ def test_frozen_params_are_excluded():
 
 
 def test_weighted_alpha_zero_leaves_head_out_of_the_loss():
-    m, _ = tiny()
+    m, _ = tiny(alpha=0.0, alpha_mode="weighted")
+    assert not any(p.requires_grad for p in m.head.parameters())  # frozen: out of the optimizer too
     imgs, labels = batch()
-    out = m(imgs, labels, 0.0, "weighted")
+    out = m(imgs, labels)
     assert torch.isfinite(out.head_ce) and out.head_ce > 0  # still logged
     assert out.head_ce.grad_fn is None
     torch.testing.assert_close(out.loss, out.rec_loss + out.probe_ce)
@@ -286,13 +290,17 @@ def test_weighted_sign_flips_the_head_gradient():
     enc = encoder_params(m)
     from_head = {}
     for alpha in (1.0, -1.0):
-        out = m(imgs, labels, alpha, "weighted", noise=noise)
+        m.policy = AlphaPolicy(alpha, "weighted")
+        out = m(imgs, labels, noise=noise)
         from_head[alpha] = [t - r for t, r in zip(grads(out.loss, enc), grads(out.rec_loss, enc))]
         torch.testing.assert_close(out.loss, out.rec_loss + alpha * out.head_ce + out.probe_ce)
     assert any(x.abs().sum() > 1e-6 for x in from_head[1.0])
     assert_grads_close(from_head[-1.0], [-x for x in from_head[1.0]], rtol=1e-3, atol=1e-7)
     # in weighted mode the head's own gradient flips too (it maximizes CE at alpha < 0)
-    h = {a: grads(m(imgs, labels, a, "weighted", noise=noise).loss, [m.head.weight])[0] for a in (1.0, -1.0)}
+    h = {}
+    for a in (1.0, -1.0):
+        m.policy = AlphaPolicy(a, "weighted")
+        h[a] = grads(m(imgs, labels, noise=noise).loss, [m.head.weight])[0]
     torch.testing.assert_close(h[-1.0], -h[1.0])
 
 
@@ -300,16 +308,26 @@ def test_head_terms_per_mode():
     torch.manual_seed(0)
     head, z, labels = torch.nn.Linear(4, 3), torch.randn(5, 4), torch.randint(0, 3, (5,))
     ce = torch.nn.functional.cross_entropy(head(z), labels)
-    grl = head_terms(head, z, labels, -0.5, "grl")
+    grl = head_terms(head, z, labels, AlphaPolicy(-0.5, "grl"))
     torch.testing.assert_close(grl.objective, ce)  # alpha acts on the gradient only
-    torch.testing.assert_close(head_terms(head, z, labels, -0.5, "weighted").objective, -0.5 * ce)
-    off = head_terms(head, z, labels, 0.0, "weighted")
+    torch.testing.assert_close(head_terms(head, z, labels, AlphaPolicy(-0.5, "weighted")).objective, -0.5 * ce)
+    off = head_terms(head, z, labels, AlphaPolicy(0.0, "weighted"))
     assert off.objective == 0 and off.ce.grad_fn is None  # left out of the loss, only logged
-    conf = head_terms(head, z, labels, -0.5, "confusion")  # CE on labels + |alpha| * CE against uniform
+    # CE on labels + |alpha| * CE against uniform
+    conf = head_terms(head, z, labels, AlphaPolicy(-0.5, "confusion"))
     uniform = -torch.log_softmax(head(z), -1).mean()
     torch.testing.assert_close(conf.objective, ce + 0.5 * uniform)
-    with pytest.raises(ValueError, match="alpha_mode"):
-        head_terms(head, z, labels, 1.0, "bogus")
+
+
+def test_alpha_policy_rules():
+    # (alpha, mode) -> (the mode that runs, does the head train)
+    table = {(0.5, "confusion"): ("grl", True), (0.0, "confusion"): ("grl", True),
+             (-0.5, "confusion"): ("confusion", True), (0.0, "weighted"): ("weighted", False),
+             (-0.5, "weighted"): ("weighted", True), (0.0, "grl"): ("grl", True), (-2.0, "grl"): ("grl", True)}
+    for (alpha, mode), expected in table.items():
+        policy = AlphaPolicy(alpha, mode)
+        assert (policy.runs, policy.head_trains) == expected, (alpha, mode)
+    assert preset("tiny", alpha=0.5, alpha_mode="confusion").alpha_policy == AlphaPolicy(0.5, "confusion")
 
 
 # ----------------------------------------------------------------------------- 8. norm_pix
@@ -344,7 +362,7 @@ def test_rec_loss_is_mean_of_per_image_rec():
     m, _ = tiny()
     imgs, labels = batch()
     noise = torch.rand(6, 16, generator=torch.Generator().manual_seed(11))
-    out = m(imgs, labels, 0.0, "grl", noise=noise)
+    out = m(imgs, labels, noise=noise)
     with torch.no_grad():
         latent, mask, ids = m.forward_encoder(imgs, m.mask_ratio, noise)
         rec, _ = m.patch_losses(imgs, m.forward_decoder(latent, ids), mask)

@@ -102,6 +102,6 @@ def counted_flops_per_image(cfg: TrainConfig, device: torch.device | str = "cpu"
         kernel = sdpa_kernel([SDPBackend.MATH]) if device.type == "cpu" else contextlib.nullcontext()
         with FlopCounterMode(display=False) as counter, kernel:
             with autocast(device, precision):
-                out = model(imgs, labels, cfg.alpha, cfg.alpha_mode)
+                out = model(imgs, labels)
             out.loss.backward()
     return counter.get_total_flops() / batch

@@ -29,8 +29,6 @@ class PlainLoop:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)
             self.model = MaskedAutoencoder(cfg).to(device).train()
-        if cfg.alpha_mode == "weighted" and cfg.alpha == 0:
-            self.model.head.requires_grad_(False)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.effective_lr, betas=(cfg.beta1, cfg.beta2),
                                      fused=device.type == "cuda")
@@ -47,7 +45,7 @@ class PlainLoop:
         with autocast(self.device, self.precision):
             imgs = self._augment(images, generator=self.gen)
             noise = torch.rand(idx.shape[0], cfg.num_patches, device=self.device, generator=self.gen)
-            out = self.forward(imgs, labels, cfg.alpha, cfg.alpha_mode, noise=noise)
+            out = self.forward(imgs, labels, noise=noise)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(out.loss).backward()
