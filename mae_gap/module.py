@@ -1,10 +1,10 @@
 """The Lightning module: one readable train path for the signed-alpha MAE, and `fit()`.
 
 Data lives on the training device as uint8 (SPEC §5); a batch is a tensor of dataset indices,
-gathered and augmented on the device. Metrics are accumulated on the device and read once per
-epoch, so a step never waits on the host. Everything an epoch reports goes out in ONE
-`self.log_dict` call at the end of the training epoch (after validation, which Lightning runs
-first), so a W&B logger sees exactly one history row per epoch (SPEC §4).
+gathered and augmented on the device. Metrics are named sums on the device (DeviceSums), added to
+at every step and read once per epoch, so a step never waits on the host. The epoch's row is built
+in one place, at the end of the training epoch (after validation, which Lightning runs first), and
+goes to the loggers in one call, so a W&B logger sees exactly one history row per epoch (SPEC §4).
 
 All randomness of epoch e (shuffle, crops, flips, masks) is drawn from generators seeded by
 (seed, e): a run resumed from the epoch-(e-1) checkpoint replays epoch e exactly.
@@ -38,6 +38,9 @@ from .model import MaskedAutoencoder, param_groups, val_mask_noise
 from .readout import readout
 
 LOSS_TERMS = ("rec", "head_ce", "probe_ce", "loss")  # order of the finite-check flags
+# The named per-epoch sums; every "images" sum is the count the others are divided by.
+TRAIN_SUMS = (*LOSS_TERMS, "head_correct", "images", "grad_ratio", "steps")
+VAL_SUMS = ("rec", "pixel", "head_correct", "probe_correct", "images")
 HISTORY_KEY = "mae_gap_history"  # the epoch rows logged so far, in every epoch checkpoint
 
 
@@ -49,9 +52,27 @@ class NonFiniteLoss(RuntimeError):
         self.epoch, self.step, self.term = epoch, step, term
 
 
-def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    # distinct, fixed streams per (seed, epoch): 0 = shuffle, 1 = augmentation + masks
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """The seed of one random stream of epoch `epoch`: 0 = shuffle, 1 = augmentation + masks. Fixed
+    per (seed, epoch), so a run resumed at an epoch replays it exactly."""
     return (seed * 1_000_003 + epoch) * 8 + stream
+
+
+class DeviceSums:
+    """Named running sums on the device (MAE's MetricLogger keeps named meters): `add` only queues
+    device work, `reduce` sums over the ranks and reads every sum on the host at once."""
+
+    def __init__(self, device: torch.device, names: Sequence[str]):
+        self.sums = {name: torch.zeros((), device=device) for name in names}
+
+    def add(self, **values: torch.Tensor | float) -> None:
+        for name, value in values.items():
+            self.sums[name] += value
+
+    def reduce(self, strategy: Any) -> dict[str, float]:
+        """{name: total over every rank}: one all-reduce and one device->host copy."""
+        totals = strategy.reduce(torch.stack(list(self.sums.values())), reduce_op="sum").tolist()
+        return dict(zip(self.sums, totals))
 
 
 class EpochShuffle(Sampler[int]):
@@ -67,7 +88,7 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch, 0))
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, 0))
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
@@ -116,8 +137,6 @@ class MAEGapModule(pl.LightningModule):
         self.data = data  # moved to the training device in on_fit_start
         self.history: list[dict[str, float]] = []  # one row per epoch, exactly what is logged
         self._train_s: float | None = None
-        self._train_sums: torch.Tensor | None = None
-        self._val_row: dict[str, float] = {}
         self._taps: GradTaps | None = None  # the current step's gradient taps
 
     @property
@@ -156,10 +175,9 @@ class MAEGapModule(pl.LightningModule):
         self._epoch_t0 = time.perf_counter()
         self._train_s = None
         self._train_images = 0
-        # loss, rec, head_ce, probe_ce, head_correct, n, sum of per-step grad ratios, steps
-        self._train_sums = torch.zeros(8, device=self.device)
+        self.train_sums = DeviceSums(self.device, TRAIN_SUMS)
         self._step_ratios: list[torch.Tensor] = []  # per-step grad ratios, on the device (their median)
-        self.gen = torch.Generator(self.device).manual_seed(_epoch_seed(self.cfg.seed, self.current_epoch, 1))
+        self.gen = torch.Generator(self.device).manual_seed(epoch_seed(self.cfg.seed, self.current_epoch, 1))
 
     def gather(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of indices -> (uint8 images, labels), gathered from the device-resident data set."""
@@ -176,54 +194,32 @@ class MAEGapModule(pl.LightningModule):
         self._taps = GradTaps(self.device)  # filled by this step's backward, read in on_after_backward
         out = self.train_forward(imgs, labels, noise=noise, taps=self._taps)
 
-        terms = torch.stack([out.rec_loss, out.head_ce, out.probe_ce, out.loss]).detach().float()  # LOSS_TERMS
+        terms = torch.stack([out.rec_loss, out.head_ce, out.probe_ce, out.loss]).detach().float()  # (4,) LOSS_TERMS
         correct = (out.head_logits.argmax(1) == labels).sum().float()
-        # terms.roll(1) = (loss, rec, head_ce, probe_ce); a Python-list index would copy host data over
-        self._train_sums[:6] += torch.cat([terms.roll(1) * b, torch.stack([correct, correct.new_full((), float(b))])])
+        self.train_sums.add(**{name: term * b for name, term in zip(LOSS_TERMS, terms)}, head_correct=correct, images=b)
         self._train_images += b
         return {"loss": out.loss, "terms": terms}  # FiniteLossWatch reads the terms
 
     def on_after_backward(self) -> None:
         # The hooks of this step's GradTaps have fired: the effective alpha of the step, on the device.
         ratio = self._taps.ratio()
-        self._train_sums[6] += ratio
-        self._train_sums[7] += 1
+        self.train_sums.add(grad_ratio=ratio, steps=1)
         self._step_ratios.append(ratio)
 
     # ------------------------------------------------------------------ validation
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sums = torch.zeros(5, device=self.device)  # rec, pixel, head_correct, probe_correct, n
+        self.val_sums = DeviceSums(self.device, VAL_SUMS)
 
     def validation_step(self, idx: torch.Tensor, batch_idx: int) -> None:
         idx = idx.to(self.device, non_blocking=True)
         imgs = normalize(self.data.val_images[idx])
         labels = self.data.val_labels[idx]
         out = self.model.evaluate(imgs, self.val_noise[idx])
-        self._val_sums += torch.stack([
-            out.rec.float().sum(), out.pixel.float().sum(),
-            (out.head_logits.argmax(1) == labels).sum().float(),
-            (out.probe_logits.argmax(1) == labels).sum().float() if out.probe_logits is not None else out.rec.new_zeros(()),
-            out.rec.new_full((), float(idx.shape[0]), dtype=torch.float32),
-        ])
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum").tolist()
-        rec, pixel, head_correct, probe_correct, n = sums
-        row = {M.VAL_MSE: rec / n, M.VAL_MSE_PIXEL: pixel / n, M.VAL_HEAD_ACC: head_correct / n,
-               M.VAL_PROBE_ACC: probe_correct / n if self.cfg.online_probe else float("nan")}
-        epoch = self.current_epoch + 1
-        due = self.cfg.knn_every > 0 and epoch % self.cfg.knn_every == 0
-        nan = float("nan")
-        if due:
-            knn, linear = self.feature_eval()
-            row.update({M.VAL_KNN_ACC: knn, M.VAL_LINEAR_ACC: linear.accuracy,
-                        M.VAL_LINEAR_CONVERGED: float(linear.converged), M.VAL_LINEAR_ITERS: float(linear.iterations)})
-        else:
-            row.update({M.VAL_KNN_ACC: nan, M.VAL_LINEAR_ACC: nan, M.VAL_LINEAR_CONVERGED: nan, M.VAL_LINEAR_ITERS: nan})
-        self._val_row = row
+        self.val_sums.add(rec=out.rec.float().sum(), pixel=out.pixel.float().sum(),
+                          head_correct=(out.head_logits.argmax(1) == labels).sum().float(), images=idx.shape[0])
+        if out.probe_logits is not None:
+            self.val_sums.add(probe_correct=(out.probe_logits.argmax(1) == labels).sum().float())
 
     def feature_eval(self):
         """(k-NN accuracy, LinearProbeResult) from ONE pass over the frozen features.
@@ -238,25 +234,7 @@ class MAEGapModule(pl.LightningModule):
     # ------------------------------------------------------------------ one row per epoch
 
     def on_train_epoch_end(self) -> None:
-        sums = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum").tolist()
-        loss, rec, head_ce, probe_ce, head_correct, n, ratio_sum, steps = sums
-        probe_ce = probe_ce if self.cfg.online_probe else float("nan")
-        ratio_median = self.grad_ratio_median()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        epoch_s = time.perf_counter() - self._epoch_t0
-        train_s = self._train_s or epoch_s
-        row = {
-            M.EPOCH: self.current_epoch + 1,
-            **self._val_row,
-            M.TRAIN_LOSS: loss / n, M.TRAIN_REC_LOSS: rec / n, M.TRAIN_HEAD_CE: head_ce / n,
-            M.TRAIN_PROBE_CE: probe_ce / n, M.TRAIN_HEAD_ACC: head_correct / n,
-            M.TRAIN_LR: self.optimizers().param_groups[0]["lr"],
-            M.TRAIN_GRAD_RATIO: ratio_sum / steps if steps else float("nan"),
-            M.TRAIN_GRAD_RATIO_MEDIAN: ratio_median,
-            M.PERF_IMG_PER_S: self._train_images * self.trainer.world_size / train_s,
-            M.PERF_EPOCH_S: epoch_s,
-        }
+        row = self.epoch_row()
         self.history.append(row)
         # Straight to the loggers (rank 0 only), not through self.log: the row must be out before
         # the epoch checkpoint is written (EpochCheckpoint runs after this hook), so that a run
@@ -265,7 +243,39 @@ class MAEGapModule(pl.LightningModule):
             for logger in self.loggers:
                 logger.log_metrics(row, step=self.global_step)
             print(epoch_line(row, self.cfg.epochs, self.history), flush=True)
-        self._val_row = {}
+
+    def epoch_row(self) -> dict[str, float]:
+        """The epoch's history row (SPEC §4): the validation and training sums, the frozen-feature
+        readout when due (NaN otherwise), the lr, the grad ratios and the epoch's timings."""
+        nan = float("nan")
+        val = self.val_sums.reduce(self.trainer.strategy)
+        train = self.train_sums.reduce(self.trainer.strategy)
+        row = {M.EPOCH: self.current_epoch + 1,
+               M.VAL_MSE: val["rec"] / val["images"], M.VAL_MSE_PIXEL: val["pixel"] / val["images"],
+               M.VAL_HEAD_ACC: val["head_correct"] / val["images"],
+               M.VAL_PROBE_ACC: val["probe_correct"] / val["images"] if self.cfg.online_probe else nan}
+        epoch = self.current_epoch + 1
+        if self.cfg.knn_every > 0 and epoch % self.cfg.knn_every == 0:
+            knn, linear = self.feature_eval()
+            row.update({M.VAL_KNN_ACC: knn, M.VAL_LINEAR_ACC: linear.accuracy,
+                        M.VAL_LINEAR_CONVERGED: float(linear.converged), M.VAL_LINEAR_ITERS: float(linear.iterations)})
+        else:
+            row.update({M.VAL_KNN_ACC: nan, M.VAL_LINEAR_ACC: nan, M.VAL_LINEAR_CONVERGED: nan, M.VAL_LINEAR_ITERS: nan})
+        n = train["images"]
+        row.update({
+            M.TRAIN_LOSS: train["loss"] / n, M.TRAIN_REC_LOSS: train["rec"] / n, M.TRAIN_HEAD_CE: train["head_ce"] / n,
+            M.TRAIN_PROBE_CE: train["probe_ce"] / n if self.cfg.online_probe else nan,
+            M.TRAIN_HEAD_ACC: train["head_correct"] / n,
+            M.TRAIN_LR: self.optimizers().param_groups[0]["lr"],
+            M.TRAIN_GRAD_RATIO: train["grad_ratio"] / train["steps"] if train["steps"] else nan,
+            M.TRAIN_GRAD_RATIO_MEDIAN: self.grad_ratio_median(),
+        })
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        epoch_s = time.perf_counter() - self._epoch_t0
+        row.update({M.PERF_IMG_PER_S: self._train_images * self.trainer.world_size / (self._train_s or epoch_s),
+                    M.PERF_EPOCH_S: epoch_s})
+        return row
 
     def grad_ratio_median(self) -> float:
         """Median over the epoch's steps (of every rank) of the per-step gradient-norm ratio."""

@@ -7,7 +7,7 @@ import torch
 
 from mae_gap.config import preset
 from mae_gap.data import augment, load_data
-from mae_gap.module import EpochShuffle, _epoch_seed, fit
+from mae_gap.module import EpochShuffle, epoch_seed, fit
 
 
 def cfg_for(tmp_path, seed: int):
@@ -50,6 +50,6 @@ def test_initial_weights_shuffle_and_crops_depend_on_the_seed(tmp_path):
     images = load_data(cfg_for(tmp_path, 0)).train_images[:16]
 
     def crops(seed):
-        return augment(images, generator=torch.Generator().manual_seed(_epoch_seed(seed, 0, 1)))
+        return augment(images, generator=torch.Generator().manual_seed(epoch_seed(seed, 0, 1)))
 
     assert torch.equal(crops(0), crops(0)) and not torch.equal(crops(0), crops(1))
