@@ -7,6 +7,8 @@ this process's wandb pointed at it.
   fixture `isolated_wandb`.
 * `serve_fake_wandb(monkeypatch, tmp_path, server)`: a started fake with this process's wandb
   pointed at it, torn down after; fixture `fake_wandb`.
+* `wandb_pointed_at(monkeypatch, tmp_path, server)`: this process's wandb pointed at a fake that is
+  already running (a test whose children use it asks it something through the real client).
 
 Test modules import the functions (`from conftest import ...`) where they need other settings.
 """
@@ -71,15 +73,13 @@ def isolate_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **kw) -> dict
 
 
 @contextlib.contextmanager
-def serve_fake_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: FakeWandb | None = None,
-                     **kw) -> Iterator[FakeWandb]:
-    """`server` (default: a FakeWandb for FAKE_ENTITY) started, with this process's wandb pointed
-    at it (WANDB_BASE_URL, WANDB_API_KEY) in an isolated W&B environment (isolate_wandb's `kw`;
-    WANDB_MODE unset) and a fresh wandb-core; torn down and stopped on exit."""
+def wandb_pointed_at(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: FakeWandb, **kw) -> Iterator[FakeWandb]:
+    """This process's wandb pointed at the started `server` (WANDB_BASE_URL, WANDB_API_KEY) in an
+    isolated W&B environment (isolate_wandb's `kw`; WANDB_MODE unset) with a fresh wandb-core, torn
+    down on exit (the server keeps running)."""
     import wandb
 
     isolate_wandb(monkeypatch, tmp_path, **{"mode": None, **kw})
-    server = (FakeWandb(entity=FAKE_ENTITY) if server is None else server).start()
     for var, value in server.env().items():
         monkeypatch.setenv(var, value)
     wandb.teardown()  # fresh settings singleton + wandb-core for this environment
@@ -87,6 +87,18 @@ def serve_fake_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: Fa
         yield server
     finally:
         wandb.teardown()
+
+
+@contextlib.contextmanager
+def serve_fake_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: FakeWandb | None = None,
+                     **kw) -> Iterator[FakeWandb]:
+    """`server` (default: a FakeWandb for FAKE_ENTITY) started, with this process's wandb pointed
+    at it (`wandb_pointed_at`); torn down and stopped on exit."""
+    server = (FakeWandb(entity=FAKE_ENTITY) if server is None else server).start()
+    try:
+        with wandb_pointed_at(monkeypatch, tmp_path, server, **kw):
+            yield server
+    finally:
         server.stop()
 
 

@@ -207,6 +207,56 @@ def test_agent_protocol_grid_one_at_a_time_requeue_and_exit(fake):
     assert {r.sweep_name for r in runs} == {sid}
 
 
+@pytest.mark.parametrize("survives", [False, True])
+def test_requeue_follows_what_the_run_streamed(monkeypatch, tmp_path, survives):
+    """The service's rule (docs.wandb.ai/models/sweeps/signal-handling-sweep-runs) as the fake plays it
+    from an online run's own traffic: a run marked preempting (file stream `preempting`) that ends
+    non-zero or goes silent is requeued; exit code 0 is finished, marked or not, never requeued.
+    Whether a resumed attempt keeps the earlier mark is not documented: `preempting_survives_resume`
+    plays both (an unmarked attempt that exits 1 is requeued again only if the mark survives)."""
+    from wandb.apis.public.sweeps import _agent_heartbeat, _register_agent
+
+    server = FakeWandb(entity=ENTITY, points_taken_on_upsert=True, preempting_survives_resume=survives)
+    with serve_fake_wandb(monkeypatch, tmp_path, server) as fake:
+        sid = fake.add_sweep(ENTITY, PROJECT, {"method": "grid", "program": "train.py",
+                                               "parameters": {"alpha": {"values": [1, 2, 3]}}})
+        api = wandb.Api(overrides={"entity": ENTITY, "project": PROJECT})
+        agent = _register_agent(api, "host-a", sweep_id=sid)["id"]
+
+        def next_command() -> tuple[str, str]:  # the agent's heartbeat once its last run is gone
+            (cmd,) = _agent_heartbeat(api, agent, {}, {})
+            return cmd["type"], cmd.get("run_id", "")
+
+        def attempt(rid: str, *bodies: dict) -> None:  # wandb.init's UpsertBucket, then the file stream
+            point = {k: {"value": v} for k, v in fake.get_run(ENTITY, PROJECT, rid).config.items()}
+            config = {**point, "_wandb": {"value": {"t": {"1": [1]}}}}
+            fake._op_UpsertBucket("", {"entity": ENTITY, "project": PROJECT, "name": rid, "config": json.dumps(config)})
+            for body in bodies:
+                fake.file_stream(ENTITY, PROJECT, rid, body)
+
+        marked, ends = {"preempting": True}, (lambda code: {"complete": True, "exitcode": code})
+        kind, a = next_command()
+        attempt(a, marked, ends(143))  # preempted by a signal
+        assert next_command() == ("resume", a)
+        attempt(a, ends(1))  # the resumed attempt fails without marking itself
+        if survives:
+            assert next_command() == ("resume", a)
+            attempt(a, ends(0))
+        kind, b = next_command()
+        attempt(b, marked, ends(0))  # marked, exit 0: finished
+        kind, c = next_command()
+        assert kind == "run" and c != b
+        attempt(c, marked)  # marked, then silence (killed with its wandb-core)
+        assert fake.get_run(ENTITY, PROJECT, c).state == "preempting"
+        assert next_command() == ("resume", c)
+        attempt(c, ends(0))
+        assert next_command() == ("exit", "")
+        states = {r: fake.get_run(ENTITY, PROJECT, r).state for r in (a, b, c)}
+        assert states == {a: "finished" if survives else "failed", b: "finished", c: "finished"}
+        assert [cmd["type"] for cmd in fake.issued(sid)] == ["run", "resume", *["resume"] * survives, "run", "run",
+                                                             "resume"]
+
+
 # ---------------------------------------------------------------------------
 # The real `wandb agent` CLI, children offline
 # ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The real wandb 0.31 client resuming an online run from the fake's RunResumeStatus answer, and what a
-run tells the server when it is marked preempting and ends (file stream ``preempting``/``exitcode``)."""
+"""The real wandb 0.31 client resuming an online run from the fake's RunResumeStatus answer, what a run
+tells the server when it is marked preempting and ends (file stream ``preempting``/``exitcode``), and a
+stop from the UI sent through the public API (``StopRun``)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,22 @@ def test_unmarked_resumed_attempt(monkeypatch, tmp_path, survives, state):
         assert (run.resumed, run.starting_step) == (True, 1)
         run.finish(exit_code=1)
         assert fake.get_run(FAKE_ENTITY, "p", "u1").state == state
+
+
+def test_a_ui_stop_through_the_public_api(fake):
+    """`Run.stop()` (wandb 0.31: wandb-core sends `StopRun` with the run's storage id, what the UI's Stop
+    button sends) sets the run's stopped flag: the service then answers `RunStoppedStatus` (what
+    agent.train asks on a SIGTERM) and every file-stream answer with it (what wandb-core's stop checker
+    reads; tests/test_agent_e2e.py shows the agent's stop command and the run's end)."""
+    from analysis.wandb_compat import run_stop_requested
+
+    run = _init(id="s1", resume="allow")
+    assert run_stop_requested(FAKE_ENTITY, "p", "s1", timeout_s=20) is False
+    wandb.Api().run(f"{FAKE_ENTITY}/p/s1").stop()
+    stored = fake.get_run(FAKE_ENTITY, "p", "s1")
+    assert stored.stop_requested
+    (ask,) = [r for r in fake.request_log if r.op == "StopRun"]
+    assert ask.variables == {"id": stored.storage_id} and "stopRun(input: {id:$id})" in ask.query
+    assert run_stop_requested(FAKE_ENTITY, "p", "s1", timeout_s=20) is True
+    assert fake.file_stream(FAKE_ENTITY, "p", "s1", {})["stopped"] is True
+    run.finish()

@@ -5,7 +5,8 @@ standard library only; grid points come from ``grid``, i.e. W&B's ``sweeps`` eng
 the runs it has alive; the answer is a JSON list of commands: ``run`` (a new grid point),
 ``resume`` (a requeued run, same args), ``stop`` (runs stopped from the UI), ``exit`` (sweep over),
 or nothing. ``_AgentOps`` is a mixin of ``FakeWandb`` and reads its settings (``agent_run_state``,
-``run_state_from``, ``run_reported_from``, ``heartbeat_timeout_s``; see its docstring).
+``run_state_from``, ``run_reported_from``, ``points_taken_on_upsert``, ``heartbeat_timeout_s``; see
+its docstring).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from .grid import next_grid_point
 from .records import FakeRun, FakeSweep
 
 _OVER = ("CANCELED", "FINISHED", "CANCELLED")  # sweep states whose agents get "exit"
+# Run states of a live attempt: "preempting" too (the file stream's mark), which a run that then ends
+# or goes silent leaves for "preempted".
+_LIVE = ("pending", "running", "preempting")
 
 
 class _AgentOps:
@@ -63,7 +67,11 @@ class _AgentOps:
     _op_AgentHeartbeat = _op_Heartbeat
 
     def _run_over(self, run: FakeRun, sweep: FakeSweep | None, default: str) -> None:
-        """An issued run's process is gone: its final state, and a requeue if preempted."""
+        """An issued run's process is gone: its final state, and a requeue if preempted. W&B's rule
+        (docs.wandb.ai/models/sweeps/signal-handling-sweep-runs): a run marked preempting that exits
+        non-zero or goes silent is PREEMPTED and requeued, "repeatedly, including for bugs"; exit code 0
+        is FINISHED, marked or not, and never requeued. The service learns the exit code only from the
+        run's file stream (``run.finish(exit_code=N)``), never from the process."""
         reported = self.run_state_from(run) if self.run_state_from else None
         # An online child told the fake itself: the file stream's `complete`/`exitcode` (after `preempting`),
         # or `preempting` and then silence, which W&B ends "preempted" (wandb/wandb#2142: a preempting run
@@ -87,7 +95,7 @@ class _AgentOps:
             other["gone"] = True  # its runs went silent with it
             for rid in other["runs"]:
                 run = self._runs.get((other["entity"], other["project"], rid))
-                if run is not None and run.state in ("pending", "running"):
+                if run is not None and run.state in _LIVE:
                     self._run_over(run, sweep, "crashed")
 
     def _update_agent_runs(self, agent, sweep: FakeSweep, running: dict) -> None:
@@ -98,7 +106,7 @@ class _AgentOps:
                 continue
             if running.get(rid):
                 run.state = "running"
-            elif run.state in ("pending", "running"):
+            elif run.state in _LIVE:
                 self._run_over(run, sweep, self.agent_run_state)
 
     def _stop_commands(self, agent, sweep: FakeSweep, running: dict) -> list[dict]:
@@ -146,7 +154,7 @@ class _AgentOps:
         FINISHED once no run of it is pending or running)."""
         point = self._next_grid_point(sweep)
         if point is None:
-            if not any(r.state in ("pending", "running") for r in self.runs(sweep.sweep_id)):
+            if not any(r.state in _LIVE for r in self.runs(sweep.sweep_id)):
                 sweep.state = "FINISHED"
             return None
         rid = _new_id(self._rng)
@@ -155,7 +163,9 @@ class _AgentOps:
             sweep.entity, sweep.project, rid, config=point, state="pending",
             sweep_id=sweep.sweep_id,
         )
-        new.reported = self.run_reported_from is None
+        # Taken at once, unless the test says when (offline children) or the run itself tells (online:
+        # its first UpsertBucket with its config, see ``points_taken_on_upsert``).
+        new.reported = self.run_reported_from is None and not self.points_taken_on_upsert
         return {"type": "run", "run_id": rid, "args": args, "program": sweep.config.get("program")}
 
     def _next_grid_point(self, sweep: FakeSweep) -> dict[str, Any] | None:

@@ -6,11 +6,11 @@ the points and their order are W&B's by construction (sweeps/grid_search.py):
 
 * ``grid_points``: every point in W&B's order (parameter names sorted, values in listed order,
   the last name varying fastest; constants part of every point; ``int_uniform`` min/max and
-  ``q_uniform`` expanded to their ranges, sweeps/grid_search.py:94-115).
+  ``q_uniform`` expanded to their ranges, ``sweeps.grid_search.grid_search_next_runs``).
 * ``next_grid_point``: what the service hands the next asking agent: ``sweeps.next_run(config,
   runs)`` with the runs the sweep already has *with their config*. The engine skips the points
-  those runs' configs hold (sweeps/grid_search.py:152-193, compared by ``yaml_hash``, in which a
-  whole-number float equals its int, sweeps/grid_search.py:19-29) and suggests the first point
+  those runs' configs hold (``grid_search_next_runs``, compared by ``sweeps.grid_search.yaml_hash``,
+  in which a whole-number float equals its int) and suggests the first point
   left, or None when the grid is used up. A handed-out run whose config the service has not
   heard of yet is left out of ``runs`` by the caller, which is how two agents asking at once can
   be handed the same point (see ``FakeWandb``'s ``run_reported_from``).

@@ -15,6 +15,7 @@ wandb 0.31 sends all GraphQL through its Go sidecar wandb-core as ``POST /graphq
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import re
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 _OP_RE = re.compile(r"\b(query|mutation)\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 # Unnamed queries some clients send, by their first field: wandb <= 0.30's login check is
-# `query { viewer { id } }` (wandb/sdk/internal/internal_api.py:378-381 in 0.27).
+# `query { viewer { id } }` (wandb 0.27's internal Api, its login check).
 _ANONYMOUS_OPS = {"viewer": "Viewer"}
 
 
@@ -171,6 +172,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # silence
         pass
+
+    def handle(self) -> None:
+        # A client killed mid-connection (a run killed together with its wandb-core) is no error of
+        # the service: its keep-alive connection just ends.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
 
     def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None,
               ctype: str = "application/json") -> None:

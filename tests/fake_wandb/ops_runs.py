@@ -14,7 +14,7 @@ import base64
 import json
 from typing import Any
 
-from .common import _b64, _new_id
+from .common import _b64, _GraphQLError, _new_id
 from .filters import _matches, _sort_runs
 from .records import FakeRun
 
@@ -199,6 +199,23 @@ class _RunOps:
         run = self._find_run(v.get("entityName"), v.get("projectName"), v.get("runId"))
         return {"project": {"run": None if run is None else {"stopped": bool(run.stop_requested)}}}
 
+    def _op_StopRun(self, q, v):
+        """``stopRun(input: {id: $id}) { success }``: a stop from the W&B UI, by the run's storage id. It is
+        what the UI's Stop button sends and what wandb 0.31's public ``Run.stop()`` has wandb-core send
+        (``StopRunRequest``; wandb-core reads nothing of the answer but an error). The run's ``stopped``
+        flag is set: ``RunStoppedStatus`` answers it, the file stream's answers carry it (``file_stream``)
+        and the agent running the run gets a ``stop`` command (``agents``)."""
+        run = next((r for r in self.runs() if r.storage_id == v.get("id")), None)
+        if run is None:
+            raise _GraphQLError(f"run {v.get('id')!r} not found")
+        run.stop_requested = True
+        return {"stopRun": {"success": True}}
+
+    def _op_OrganizationCoreWeaveOrganizationID(self, q, v):
+        """``entity.organization.coreWeaveOrganizationId``, which wandb 0.31's wandb-core asks at
+        ``wandb.init`` (for CoreWeave metadata): an entity outside any organization has none."""
+        return {"entity": {"organization": None}}
+
     def _op_RunResumeStatus(self, q, v):
         """``model.bucket``: what wandb-core's resume (``resume="allow"``/``"must"``) reads of a stored
         run (wandb 0.31 wandb-core, ``runbranch.(*ResumeBranch).UpdateForResume``). The run counts as
@@ -296,8 +313,14 @@ class _RunOps:
         (``files["wandb-history.jsonl"]``: ``{offset, content: [json rows]}``), the summary
         (``wandb-summary.json``, the whole summary as one line), ``preempting: true``
         (``run.mark_preempting()``), ``complete: true`` + ``exitcode`` at ``run.finish``. The run's
-        state follows: preempting, then finished (exit 0), preempted (exit != 0 while preempting) or
-        failed."""
+        state follows: preempting, then finished (exit 0, preempting or not: W&B requeues only a
+        non-zero exit), preempted (exit != 0 while preempting) or failed. The answer carries
+        ``stopped`` (the run was stopped from the UI): wandb 0.31's wandb-core learns a stop only from
+        it (its file stream keeps the flag; ``StopStatusRequest`` answers it, it sends no
+        ``RunStoppedStatus`` of its own) and the SDK's ``RunStopChecker``, polling that every 15 s,
+        then calls ``Settings.stop_fn``. wandb-core transmits at most every 15 s, so a run learns of a
+        stop tens of seconds after it, while ``wandb agent`` (heartbeat every 5 s) normally gets its
+        ``stop`` command, and sends the SIGTERM, first."""
         run = self._find_run(entity, project, run_id)
         if run is None:
             return {"exitcode": None, "limits": {}}
@@ -321,4 +344,4 @@ class _RunOps:
             if run.agent_id is None:  # an agent's run gets its final state when the agent reports it gone
                 run.state = run.streamed_state
         run.file_stream.append({k: body[k] for k in ("preempting", "complete", "exitcode") if k in body})
-        return {"exitcode": None, "limits": {}}
+        return {"exitcode": None, "limits": {}, "stopped": bool(run.stop_requested)}

@@ -40,16 +40,23 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
             agent reports a run gone. W&B learns a run's final state from the
             run itself (its exit code; ``mark_preempting()`` first makes it
             "preempting", then "preempted"); a test whose children run offline
-            can read that from the run's offline files. None falls back to
-            ``agent_run_state``. A sweep run that ends "preempted" is requeued
-            (handed to the next asking agent as ``resume``), as W&B does.
+            can read that from the run's offline files. Online children need
+            none: the fake hears it from their file stream (``preempting``,
+            ``complete``/``exitcode``; a preempting run that goes silent ends
+            "preempted"). Else ``agent_run_state``. A sweep run that ends
+            "preempted" is requeued (handed to the next asking agent as
+            ``resume``), as W&B does.
         run_reported_from: optional ``f(run) -> bool``: has the run an agent was handed
             reported its config yet (``wandb.init``)? W&B's grid search skips only the points
-            of runs that exist in the sweep with their config (sweeps/grid_search.py:152-193,
-            sweeps/run.py:213-215), and a run exists once ``wandb.init`` has upserted it; until
+            of runs that exist in the sweep with their config (``sweeps.next_runs`` ->
+            ``grid_search_next_runs``), and a run exists once ``wandb.init`` has upserted it; until
             then another agent asking can be handed the same point (a duplicate). Children
             that run offline never upsert: the test answers from their offline folders. None:
-            a handed-out point counts as taken at once (no duplicates).
+            a handed-out point counts as taken at once (no duplicates), unless
+            ``points_taken_on_upsert``.
+        points_taken_on_upsert: a handed-out point counts as taken once its run's first
+            ``UpsertBucket`` with its config arrives (what ``wandb.init`` of an online child sends),
+            as on W&B; two agents asking before that get the same point.
         parquet_history: if True (the default), ``RunParquetHistory`` answers an ended run's history as
             one parquet file the fake itself serves (see ``ops_runs``), so that wandb-core's
             ``Run.scan_history`` and ``Run.download_history_exports`` read the export instead of
@@ -68,12 +75,13 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
 
     Grid points and their order come from W&B's own engine (``sweeps.next_run``, see ``grid``).
     Arguments are sent the way the server sends them: a whole-number float becomes an int
-    (``--alpha=-10``, not ``-10.0``: sweeps/grid_search.py:22-25, "becomes an int when it becomes
-    part of the run config in AgentHeartbeat"). ``stop_run`` plays a stop from the UI: the run's
-    ``stopped`` flag is set (``RunStoppedStatus`` answers it) and the agent running it gets one
-    ``{"type": "stop", "run_id": ...}`` per run (the shape wandb 0.31's ``Agent._command_stop``
-    reads; the agent answers it with ``proc.terminate()``, a SIGTERM). The run then ends "killed"
-    unless it ends preempted, which is requeued like any preemption.
+    (``--alpha=-10``, not ``-10.0``: ``sweeps.grid_search.yaml_hash``, "becomes an int when it
+    becomes part of the run config in AgentHeartbeat"). ``stop_run`` (or the ``StopRun`` mutation: what
+    the UI's Stop button and wandb 0.31's ``Run.stop()`` send) plays a stop from the UI: the run's
+    ``stopped`` flag is set (``RunStoppedStatus`` and the file stream's answers carry it) and the
+    agent running it gets one ``{"type": "stop", "run_id": ...}`` per run (the shape wandb 0.31's
+    ``Agent._command_stop`` reads; the agent answers it with ``proc.terminate()``, a SIGTERM). The run
+    then ends "killed" unless it ends preempted, which is requeued like any preemption.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
         run_state_from: Callable[[FakeRun], str | None] | None = None,
         run_reported_from: Callable[[FakeRun], bool] | None = None,
         heartbeat_timeout_s: float = 300.0,
+        points_taken_on_upsert: bool = False,
         preempting_survives_resume: bool = False,
         parquet_history: bool = True,
     ) -> None:
@@ -97,6 +106,7 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
         self.run_state_from = run_state_from
         self.run_reported_from = run_reported_from
         self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.points_taken_on_upsert = points_taken_on_upsert
         self.parquet_history = parquet_history
         self._files: dict[str, bytes] = {}  # path -> body, served by GET (parquet exports)
         # Does a resumed attempt keep the earlier attempt's preempting mark (so that its non-zero exit is
@@ -111,6 +121,9 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
         self._stalls: list[list] = []  # [seconds, times, op]: see ``stall_next``
         self._rate_limit: tuple[float, str | None] = (0.0, None)  # (until, only this op)
         self._log: list[FakeRequest] = []
+        # Operations answered "unsupported" (an error the client may swallow): a test of a client's whole
+        # traffic asserts this stays empty.
+        self.unsupported: list[str] = []
         self._clock = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -168,6 +181,8 @@ class FakeWandb(_Store, _Traffic, _SweepOps, _AgentOps, _RunOps):
     def _execute(self, op: str, query: str, v: dict[str, Any]) -> dict[str, Any]:
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
+            with self._lock:
+                self.unsupported.append(op)
             raise _GraphQLError(f"FakeWandb: unsupported operation {op!r}")
         with self._lock:
             return handler(query, v)
