@@ -405,17 +405,13 @@ def build_trainer(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.C
 
 
 def fit(cfg: TrainConfig, logger: Any = None, callbacks: Sequence[pl.Callback] = (),
-        ckpt_path: str | None = None, data: DataSplits | None = None,
-        module_cls: type[MAEGapModule] = MAEGapModule) -> FitResult:
-    """Train one run: config -> data -> model -> Lightning. Raises NonFiniteLoss on divergence.
-
-    `module_cls` is MAEGapModule, or a subclass of it (the bench's host-data reference path).
-    """
+        ckpt_path: str | None = None, data: DataSplits | None = None) -> FitResult:
+    """Train one run: config -> data -> model -> Lightning. Raises NonFiniteLoss on divergence."""
     if data is None:
         check_source(cfg)  # cheap, before any decoding or device work
         data = load_data(cfg)
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
-    module = module_cls(cfg, data)
+    module = MAEGapModule(cfg, data)
     with quiet_lightning():
         trainer = build_trainer(cfg, logger, [FiniteLossWatch(), *callbacks])
         trainer.fit(module, ckpt_path=ckpt_path)

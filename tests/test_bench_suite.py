@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mae_gap.bench import cli
+from mae_gap.bench import __main__ as cli
 from mae_gap.bench.suite import SUMMARY_KEYS, Suite, sweep_lines, sweep_run_record, sweep_run_text
 
 

@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mae_gap import metrics as M
 from mae_gap.config import preset
 from mae_gap.data import load_data
-from mae_gap.bench.host_data import HostDataModule
+from mae_gap.bench.benchmark import fit_host_data
 from mae_gap.module import MAEGapModule, fit, resolve_precision
 
 
@@ -48,7 +48,7 @@ def test_same_seed_same_losses_with_and_without_device_data(data):
     runs = {}
     for on_device in (True, False):
         rec = LossRecorder()
-        result = fit(tiny(), callbacks=[rec], data=data, module_cls=MAEGapModule if on_device else HostDataModule)
+        result = (fit if on_device else fit_host_data)(tiny(), callbacks=[rec], data=data)
         assert result.module.data.train_images.device.type == "cpu"  # (a CPU run: "device" = host here)
         runs[on_device] = (rec.losses, result.history)
     (dev_losses, dev_hist), (host_losses, host_hist) = runs[True], runs[False]

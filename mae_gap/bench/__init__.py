@@ -28,25 +28,6 @@ then prints one table (and `--json PATH` writes the same numbers):
 
 No timed assertion lives in the tests: speed is measured here.
 
-The package imports nothing heavy by itself (names below load their module on first use): the
-fixed-cost child stamps "interpreter ready" before torch is imported (see fixed_cost.py).
+Modules: `__main__` (the command line and the table), `benchmark` (the run, its references and
+figures), `timing` (clocks and the Callbacks that time fit()), `flops`, `suite` (the GPU check).
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "flop_breakdown": "flops", "flops_per_image": "flops", "counted_flops_per_image": "flops",
-    "run_benchmark": "benchmark", "format_table": "table", "run_gpu_suite": "suite",
-    "parse_cli": "cli", "main": "cli", "build_config": "configure", "bench_data": "synthetic",
-    "PlainLoop": "plain_loop", "HostDataModule": "host_data",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -8,6 +8,8 @@ import contextlib
 import torch
 
 from ..config import TrainConfig
+from ..data import normalize
+from ..model import MaskedAutoencoder
 from .timing import autocast
 
 
@@ -41,11 +43,8 @@ def flop_breakdown(cfg: TrainConfig) -> dict[str, float]:
                                                             Linear gets its weight gradient
 
     `train` is what one optimizer step costs per image; `masked_fwd_bwd` (3 x the masked pass) is the
-    figure SPEC section 9 quotes. At the full config: masked_fwd_bwd = 33.98 GFLOP (SPEC: "about 34"),
-    the decoder's 8 blocks 93.1% of the masked pass (94.6% with its embed and pred layers; SPEC: 93%),
-    the probe pass 2.51 GFLOP (+7.4%), train = 36.43 GFLOP per image -- equal to FlopCounterMode's
-    count of a real step (tests/test_bench.py checks both). Without the online probe
-    (`online_probe=False`) train = 33.92 GFLOP.
+    figure SPEC section 9 quotes ("about 34 GFLOP", 93% in the decoder). tests/test_bench.py checks
+    both against SPEC's figures and `train` against FlopCounterMode's count of a real step.
     """
     L, D, Dd, C = cfg.num_patches, cfg.embed_dim, cfg.decoder_embed_dim, cfg.num_classes
     K = int(L * (1 - cfg.mask_ratio))
@@ -77,11 +76,6 @@ def flop_breakdown(cfg: TrainConfig) -> dict[str, float]:
     }
 
 
-def flops_per_image(cfg: TrainConfig) -> float:
-    """FLOP of one training image (forward + backward + the probe's forward pass); see flop_breakdown."""
-    return flop_breakdown(cfg)["train"]
-
-
 def counted_flops_per_image(cfg: TrainConfig, device: torch.device | str = "cpu", batch: int = 2,
                             precision: str = "32") -> float:
     """FLOP per image of one real training step (forward + backward, no optimizer), counted by
@@ -89,9 +83,6 @@ def counted_flops_per_image(cfg: TrainConfig, device: torch.device | str = "cpu"
     counter has no formula for the CPU flash kernel; math decomposes into counted matmuls)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
-
-    from ..data import normalize
-    from ..model import MaskedAutoencoder
 
     device = torch.device(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

@@ -1,7 +1,8 @@
 """The whole GPU check in one call, within a wall-clock budget: each numbered step is a method of
 `Suite`, each benchmark or run a fresh child process (so its fixed cost is paid and measured as a
 sweep run pays it), and whatever step fails or runs out of time, the summary files are still written.
-`--device cpu` with tiny sizes rehearses it (tests/test_bench_suite.py)."""
+`--device cpu` with tiny sizes rehearses it (tests/test_bench_suite.py). Each quick-sweep run is
+`python -m mae_gap.bench --_child run` (child_run)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ import torch
 
 from ..fileio import atomic_write, write_json
 from ..fmt import num
-from .configure import build_config, device_name, resolve_device
-from .fixed_cost import REPO_ROOT, child_env, parse_child_line
-from .synthetic import IMAGENETTE_TRAIN, IMAGENETTE_VAL, bench_data
-from .timing import finite_median
+from ..module import fit
+from .benchmark import (IMAGENETTE_TRAIN, IMAGENETTE_VAL, REPO_ROOT, bench_data, build_config, child_env, device_name,
+                        parse_child_line, peak_memory, resolve_device)
+from .timing import FirstStep, finite_median, sync
 
 SWEEP_ALPHAS = (-0.5, 0.0, 0.5)
 
@@ -261,3 +262,23 @@ def run_gpu_suite(args: argparse.Namespace) -> int:
         suite.step3_compile()
         suite.step4_parallel_sweep()
         return suite.write_summary()
+
+
+def child_run(args: argparse.Namespace) -> None:
+    """One whole training run of the quick sweep: fit() on the bench data, its record printed as
+    `RUN_RESULT {json}`."""
+    t_start = time.time()
+    cfg, device = build_config(args, epochs=None)
+    data = bench_data(cfg, args.train_size, args.val_size)
+    first = FirstStep(device)
+    result = fit(cfg, data=data, callbacks=[first])
+    sync(device)
+    t_end = time.time()
+    info = {
+        "alpha": cfg.alpha, "lr": cfg.lr, "epochs": cfg.epochs, "batch": cfg.batch_size,
+        "train_images": int(data.train_labels.shape[0]), "val_images": int(data.val_labels.shape[0]),
+        "t_first_step": first.t_first_step, "t_end": t_end, "in_process_s": t_end - t_start,
+        "history": result.history,
+        "peak_memory": peak_memory(device),
+    }
+    print("RUN_RESULT " + json.dumps(info), flush=True)

@@ -1,16 +1,21 @@
-"""The two ways the bench reads time (device-synchronized host stamps, or CUDA events that never
-stall the host), host-sync detection, and the medians the table reports: timing code shared by the
-Lightning run, the plain loop and the readout, so that all of them are measured alike."""
+"""How the bench reads time: device-synchronized host stamps or CUDA events that never stall the
+host (Clock), host-sync detection (SyncWatch), the Callbacks that time the real Lightning run
+(StepTimer, FirstStep), and the medians the table reports. The Lightning run, the plain loop and
+the readout are all timed by this code, so that they are measured alike."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
 import statistics
+import sys
 import time
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import pytorch_lightning as pl
 import torch
 
 
@@ -127,3 +132,94 @@ def summarize(records: list[dict[str, Any]], mode: str) -> dict[str, Any]:
         "epoch_over_steps_median": statistics.median(ratios) if ratios else None,
         "epoch_over_steps_max": max(ratios) if ratios else None,
     }
+
+
+# ---------------------------------------------------------------------- Callbacks on the real fit()
+
+
+class StepTimer(pl.Callback):
+    """A Callback timing every training step of the real Lightning run (the numbers are those of
+    `fit()` itself, not of a re-implementation).
+
+    modes[e] for epoch e: 'warmup' (timed but not reported; host syncs are watched there),
+    'events' (no host sync inside the epoch: CUDA events on a GPU, perf_counter on a CPU) or
+    'sync' (device-synchronized host timestamps at every batch boundary).
+    A step is on_train_batch_start -> on_train_batch_end (training_step, backward, optimizer and
+    scheduler steps, the module's own hooks); the epoch is on_train_epoch_start -> the end of its
+    last batch.
+
+    `paired(mode, module) -> (start, end)` (the CPU): one plain-loop step right after each Lightning
+    step, outside the Lightning step's own timing, so that both see the same machine load step by
+    step. Its exact duration is taken out of the epoch's wall time and of the start-to-start
+    iteration times, which then hold Lightning's loop alone.
+    """
+
+    def __init__(self, device: torch.device, modes: Sequence[str], paired: Callable | None = None,
+                 watch: SyncWatch | None = None):
+        self.device, self.modes, self.paired, self.watch = device, list(modes), paired, watch
+        self.epochs: list[dict[str, Any]] = []
+
+    def _watching(self, batch_idx: int) -> bool:
+        return self.watch is not None and self.mode == "warmup" and batch_idx >= 2
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.mode = self.modes[min(trainer.current_epoch, len(self.modes) - 1)]
+        self.clock = Clock(self.device, sync=self.mode != "events")
+        self.starts, self.ends, self.images, self.excluded = [], [], 0, []
+        self.t0 = self.clock.mark()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.starts.append(self.clock.mark())
+        if self._watching(batch_idx):
+            self.watch.start()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._watching(batch_idx):
+            self.watch.stop()
+        self.ends.append(self.clock.mark())
+        self.images += (batch[1] if isinstance(batch, (tuple, list)) else batch).shape[0]
+        if self.paired is not None:
+            with torch.enable_grad():
+                a, b = self.paired(self.mode, pl_module)
+            self.excluded.append(b - a)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        record = timing_record(self.clock, self.t0, self.starts, self.ends, self.images)
+        if self.excluded:  # host-clock epochs only (the CPU): take the paired plain steps out
+            record["wall_s"] -= sum(self.excluded[: len(self.ends) - 1])
+            record["iters_s"] = [t - x for t, x in zip(record["iters_s"], self.excluded)]
+        record["mode"] = self.mode
+        self.epochs.append(record)
+
+
+def fixed_cost_info(stamps: dict[str, float], t0: float, compile_: bool) -> dict[str, Any]:
+    """Seconds of each start-up phase (each stamp minus the one before; the first minus t0)."""
+    names = list(stamps)
+    parts = {f"{b}_s": stamps[b] - (stamps[a] if i else t0) for i, (a, b) in enumerate(zip([None, *names], names))}
+    return {"total_s": stamps["first_step"] - t0, **parts, "compile": compile_}
+
+
+class FirstStep(pl.Callback):
+    """Records the time of the first optimizer step (`t_first_step`): the end of a run's fixed cost.
+    With `stamps` (the fixed-cost child) it also stamps the model-and-trainer phase, prints the
+    FIXED_COST breakdown at the first step and ends the process there: nothing else is measured."""
+
+    def __init__(self, device: torch.device, stamps: dict[str, float] | None = None, t0: float = 0.0,
+                 compile_: bool = False):
+        self.device, self.stamps, self.t0, self.compile = device, stamps, t0, compile_
+        self.t_first_step: float | None = None
+
+    def on_fit_start(self, trainer, pl_module):
+        if self.stamps is not None:
+            self.stamps["model_and_trainer"] = time.time()  # model built, Trainer set up; data not yet on the device
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.t_first_step is not None:
+            return
+        sync(self.device)
+        self.t_first_step = time.time()
+        if self.stamps is not None:
+            self.stamps["first_step"] = self.t_first_step
+            print("FIXED_COST " + json.dumps(fixed_cost_info(self.stamps, self.t0, self.compile)), flush=True)
+            sys.stderr.flush()
+            os._exit(0)  # skip the rest of the run and the teardown
