@@ -23,7 +23,7 @@ TRAIN_HEAD_ACC = "train/head_acc"
 TRAIN_LR = "train/lr"
 # A ratio of gradient NORMS at the encoder's output tokens, |grad from head| / |grad from decoder|:
 # not a share of the parameter update (AdamW rescales each coordinate). Mean over the epoch's steps,
-# and its median, which the first steps of a run (ratios in the hundreds) do not dominate.
+# and its median, which a few large ratios (a run's first steps) do not dominate.
 TRAIN_GRAD_RATIO = "train/grad_ratio"
 TRAIN_GRAD_RATIO_MEDIAN = "train/grad_ratio_median"
 
