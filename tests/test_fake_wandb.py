@@ -227,9 +227,10 @@ def test_requeue_follows_what_the_run_streamed(monkeypatch, tmp_path, survives):
             (cmd,) = _agent_heartbeat(api, agent, {}, {})
             return cmd["type"], cmd.get("run_id", "")
 
-        def attempt(rid: str, *bodies: dict) -> None:  # wandb.init's UpsertBucket, then the file stream
+        def attempt(rid: str, *bodies: dict) -> None:  # wandb.init(resume="allow"), then the file stream
             point = {k: {"value": v} for k, v in fake.get_run(ENTITY, PROJECT, rid).config.items()}
             config = {**point, "_wandb": {"value": {"t": {"1": [1]}}}}
+            fake._op_RunResumeStatus("", {"entity": ENTITY, "project": PROJECT, "name": rid})
             fake._op_UpsertBucket("", {"entity": ENTITY, "project": PROJECT, "name": rid, "config": json.dumps(config)})
             for body in bodies:
                 fake.file_stream(ENTITY, PROJECT, rid, body)
@@ -244,6 +245,7 @@ def test_requeue_follows_what_the_run_streamed(monkeypatch, tmp_path, survives):
             attempt(a, ends(0))
         kind, b = next_command()
         attempt(b, marked, ends(0))  # marked, exit 0: finished
+        fake._op_UpsertBucket("", {"entity": ENTITY, "project": PROJECT, "name": b, "tags": ["late"]})  # no new attempt
         kind, c = next_command()
         assert kind == "run" and c != b
         attempt(c, marked)  # marked, then silence (killed with its wandb-core)

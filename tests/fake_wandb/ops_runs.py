@@ -232,6 +232,7 @@ class _RunOps:
             return {"model": {"id": "p", "name": v.get("project"), "entity": {"id": "e", "name": v.get("entity")},
                               "bucket": None}}
         pid = self._project_id(run.entity, run.project)
+        run.awaiting_attempt = True  # wandb.init of a new attempt asks this first, then upserts
         started = run.telemetry is not None  # wandb.init has upserted it (or a test stored it started)
         return {
             "model": {
@@ -259,7 +260,11 @@ class _RunOps:
 
     def _op_UpsertBucket(self, q, v):
         """wandb.init (online) creates or updates the run (``upsertBucket``); wandb-core sends no
-        ``state`` in 0.31. ``config`` is ``{k: {"value": v}}`` with ``_wandb.value.t`` (telemetry)."""
+        ``state`` in 0.31. ``config`` is ``{k: {"value": v}}`` with ``_wandb.value.t`` (telemetry).
+        The first upsert of an attempt (``FakeRun.awaiting_attempt``: a new run, or one whose
+        RunResumeStatus was just asked) clears the last attempt's exit code (and its preempting mark,
+        unless ``preempting_survives_resume``); wandb-core's later upserts of the same attempt (config,
+        tags; they may carry the storage ``id`` or not) change only what they carry."""
         entity = v.get("entity") or self.entity
         project = v.get("project") or "uncategorized"
         name = v.get("name")
@@ -268,8 +273,8 @@ class _RunOps:
         if run is None:
             run = self.add_run(entity, project, name or _new_id(self._rng), state="running",
                                sweep_id=v.get("sweep") or None)
-        if not run.attempt_open:  # the first upsert of an attempt (a new run, or a resume)
-            run.attempt_open = True
+        if run.awaiting_attempt:  # the first upsert of an attempt (a new run, or a resume)
+            run.awaiting_attempt, run.attempt_open = False, True
             run.exit_code = run.streamed_state = None
             if not self.preempting_survives_resume:
                 run.preempting = False

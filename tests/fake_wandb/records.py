@@ -37,6 +37,10 @@ class FakeRun:
     exit_code: int | None = None  # from the file stream's final `complete`/`exitcode`
     streamed_state: str | None = None  # the final state that exit code gives (finished/preempted/failed)
     attempt_open: bool = False  # an attempt has upserted the run and not ended yet
+    # The next UpsertBucket starts an attempt: true for a stored run until one starts, and again once
+    # wandb.init asks RunResumeStatus (a later attempt); an upsert of an attempt that has ended (a late
+    # config or tags update) starts none.
+    awaiting_attempt: bool = True
     upserts: list[dict[str, Any]] = field(default_factory=list)  # UpsertBucket `state`/`sweep` sent
     file_stream: list[dict[str, Any]] = field(default_factory=list)  # preempting/complete/exitcode sent
     # How many leading history rows W&B has exported to parquet (``RunParquetHistory``); None: all
