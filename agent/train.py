@@ -11,12 +11,18 @@ the same run id resumes from the last epoch checkpoint (`wandb agent` re-issues 
 `python -m agent.train --resume RUN_ID ...`).
 
 Under a sweep the run is marked preempting as soon as training starts (W&B's contract: a
-preempting run that exits non-zero or goes silent is requeued; docs.wandb.ai/models/sweeps/
-signal-handling-sweep-runs), so a run killed together with its wandb-core (SLURM signals every
-process of a job) or lost with its node still comes back. Bad data fails before that mark: never
-requeued. A failure after it (non-finite loss, an exception) is recorded beside the checkpoint and
-in the summary; W&B re-issues the run once (it exited non-zero while preempting) and that attempt
-ends at once, unmarked, as failed. Only DDP rank 0 starts a W&B run.
+preempting run that exits non-zero or goes silent is requeued, "repeatedly, including for bugs";
+exit code 0 is finished, never requeued; docs.wandb.ai/models/sweeps/signal-handling-sweep-runs),
+so a run killed together with its wandb-core (SLURM signals every process of a job) or lost with
+its node still comes back. Bad data fails before that mark: `run.finish(exit_code=1)`, failed,
+never requeued. A failure after it (non-finite loss, an exception) cannot be unmarked (the SDK has
+no call that clears the mark), so the run tells W&B exit code 0 (`run.finish(exit_code=0)`: not
+requeued, whatever the service does with the mark), records the failure in its summary
+(`failure/reason`, `failure/deterministic`: the analysis reads such a run as failed), tags itself
+`failed` and writes the failure beside its checkpoint; the process itself still exits 1 (`wandb
+agent` counts it as failed). If that finish never reached W&B (wandb-core gone), the run is
+requeued like a silent one, and the re-issued attempt finds the failure and ends the same way
+without training. Only DDP rank 0 starts a W&B run.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from mae_gap.config import ConfigError, TrainConfig, parse_args
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
 STOP_STATUS_TIMEOUT_S = 10.0  # how long a SIGTERM waits for the service to say "stopped from the UI"
+HISTORY_TIMEOUT_S = 60.0  # how long a resumed run waits for the service's copy of its history
+FAILED_TAG = "failed"  # the tag of a run that failed deterministically (W&B shows it finished: exit 0)
 FLUSH_INTERVAL_S = 1.0  # wandb-core's run-file flush interval (its default: 15 s)
 RUN_ID_ENV = "MAE_GAP_RUN_ID"  # rank 0's W&B run id, for the DDP ranks it launches
 
@@ -74,8 +82,10 @@ def run_config(cfg: TrainConfig, fingerprint: str = "") -> dict[str, Any]:
 class StopRequest:
     """`wandb.Settings.stop_fn`: W&B calls it (in a thread) when the run is stopped from the UI. It
     notes the request, then interrupts the main thread as W&B's default would (SIGINT), so that the
-    interrupt can be told apart from a preemption (wandb 0.31, `RunStatusChecker` in
-    wandb/sdk/wandb_run.py passes it to `run_stopping.RunStopChecker`)."""
+    interrupt can be told apart from a preemption. Online only: wandb 0.31's `RunStopChecker` asks
+    wandb-core every 15 s, and wandb-core knows of a stop from the answers of its file stream (sent at
+    most every 15 s), so under `wandb agent` (heartbeat every 5 s) the agent's SIGTERM usually comes
+    first; either order ends the run as stopped (`interrupted`)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -86,20 +96,27 @@ class StopRequest:
 
 
 class SignalRecord:
-    """Remembers a SIGTERM/SIGINT during training. Lightning acts on SIGTERM only at the next batch;
-    wandb-core, signalled with the job, may already be gone, so a W&B call in between raises first,
-    and that error must still end the run as preempted (143/130), not as failed."""
+    """Remembers the first SIGTERM/SIGINT during training. Lightning acts on SIGTERM only at the next
+    batch; wandb-core, signalled with the job, may already be gone, so a W&B call in between raises
+    first, and that error must still end the run as preempted (143/130), not as failed. Once the
+    attempt is over (`settle`), later signals are only noted: the run is ending, and a second signal
+    (`wandb agent`'s SIGTERM after the run's own stop_fn, or the reverse) must not break its finish."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.later: list[int] = []  # signals after `settle`
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handler(signal.getsignal(sig)))
 
+    def settle(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self.later.append(signum))
+
     def _handler(self, previous):
         def record(signum, frame):
-            self.signum = signum
+            self.signum = self.signum or signum
             if signal.getsignal(signum) is not record:
                 return  # Lightning's composite called us: it stops at the next batch
             if callable(previous):
@@ -161,12 +178,15 @@ def checkpoint_path(cfg: TrainConfig, run_id: str) -> Path:
 
 
 def fail(run, reason: str, epoch: int | None = None, step: int | None = None, term: str | None = None,
-         marker: Path | None = None) -> int:
-    """Mark the run failed with the reason (and, for divergence, where) in its summary.
+         marker: Path | None = None, marked: bool = False) -> int:
+    """Record the failure (its reason and, for divergence, where) in the run summary; returns the
+    process's exit code, 1.
 
     Every failure that is not a signal is deterministic (bad data, non-finite loss, a bug): the
-    summary and a marker file beside the checkpoint say so, so that an attempt W&B re-issues (a run
-    marked preempting that exits non-zero is requeued) ends at once instead of training again.
+    summary says so (`failure/deterministic`) and so does a marker file beside the checkpoint, which
+    an attempt W&B re-issues finds. A run `marked` preempting (or that may still be, on W&B) ends with
+    exit code 0 on W&B and the tag `failed`: W&B requeues a preempting run that exits non-zero, and no
+    SDK call clears the mark. Otherwise W&B gets exit code 1 and shows the run failed.
     """
     summary = {M.FAILURE_REASON: reason, M.FAILURE_DETERMINISTIC: True}
     if epoch is not None:
@@ -176,7 +196,9 @@ def fail(run, reason: str, epoch: int | None = None, step: int | None = None, te
         marker.write_text(reason + "\n")
     try:
         run.summary.update(summary)
-        run.finish(exit_code=EXIT_FAILED)
+        if marked:
+            run.tags = (*[t for t in run.tags or () if t != FAILED_TAG], FAILED_TAG)
+        run.finish(exit_code=0 if marked else EXIT_FAILED)
     except Exception:  # noqa: BLE001 - wandb-core gone; the marker (if any) still records the failure
         return exit_without_wandb(EXIT_FAILED, f"wandb-core is gone; the run failed: {reason}")
     return EXIT_FAILED
@@ -214,11 +236,38 @@ def checkpoint_rows(ckpt: Path) -> list[dict[str, float]]:
     return list(torch.load(ckpt, map_location="cpu", weights_only=False).get(HISTORY_KEY, []))
 
 
+def stored_epochs(run, timeout_s: float = HISTORY_TIMEOUT_S) -> set[int] | None:
+    """The epochs of the history the service stores for `run` (the public API's `Run.scan_history`),
+    or None when it cannot tell within `timeout_s`."""
+    import wandb
+
+    answer: dict[str, set[int]] = {}
+
+    def ask() -> None:
+        with contextlib.suppress(Exception):  # any failure: None, and the caller falls back
+            rows = wandb.Api(timeout=int(timeout_s)).run(f"{run.entity}/{run.project}/{run.id}").scan_history(
+                keys=[M.EPOCH], use_cache=False)
+            answer["epochs"] = {int(r[M.EPOCH]) for r in rows if isinstance(r.get(M.EPOCH), (int, float))}
+
+    thread = threading.Thread(target=ask, name="stored-epochs", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return answer.get("epochs")
+
+
 def epochs_in_wandb(run) -> set[int]:
-    """The epochs an earlier attempt of `run` got into W&B: online the summary's last epoch (rows
-    arrive in order); offline the earlier attempts' run files under WANDB_DIR."""
+    """The epochs an earlier attempt of `run` got into W&B. Online: the rows the service stores (a
+    resumed run's summary can name an epoch whose row never arrived: wandb 0.31's wandb-core sends a
+    step's summary update before its history row, and a killed attempt can lose the row alone), or,
+    if the service cannot say, the resumed summary's epoch. Offline: the earlier attempts' run files
+    under WANDB_DIR."""
     if getattr(run.settings, "mode", "") not in ("offline", "dryrun"):
-        last = (dict(run.summary or {}) if run.resumed else {}).get(M.EPOCH)
+        if not run.resumed:
+            return set()
+        stored = stored_epochs(run)
+        if stored is not None:
+            return stored
+        last = dict(run.summary or {}).get(M.EPOCH)
         return set(range(1, int(last) + 1)) if isinstance(last, (int, float)) else set()
     from analysis.offline_runs import read_offline_history, run_folders
 
@@ -256,6 +305,59 @@ def train_other_rank(cfg: TrainConfig) -> int:
     return 0
 
 
+def under_sweep() -> bool:
+    """Is this run a sweep's (`wandb agent` or agent.local set WANDB_SWEEP_ID)?"""
+    return bool(os.environ.get("WANDB_SWEEP_ID"))
+
+
+def train_attempt(run, cfg: TrainConfig, ckpt: Path, signals: SignalRecord, progress: dict[str, bool]):
+    """One attempt's training: data, logger, the preempting mark (`progress["marked"]`), the epochs W&B
+    lost, fit; returns fit's result. However it ends, later signals are only noted (`settle`)."""
+    from agent.media import ReconstructionPanel
+    from mae_gap.data import check_source, load_data
+    from mae_gap.module import EpochCheckpoint, fit
+
+    resume_from = str(ckpt) if ckpt.exists() else None
+    try:
+        signals.install()
+        check_source(cfg)
+        data = load_data(cfg)
+        logger = attach_logger(run, cfg, data)
+        if under_sweep():
+            # From here on a run that dies silently (node lost, wandb-core killed with the job) is
+            # requeued by W&B. Not earlier: bad data fails the run for good, never requeued.
+            run.mark_preempting()
+            progress["marked"] = True
+        if resume_from:
+            print(f"agent.train: resuming run {run.id} from {resume_from}", file=sys.stderr)
+            relogged = relog_lost_epochs(run, logger, ckpt)
+            if relogged:
+                print(f"agent.train: logged again epoch(s) {relogged}: the killed attempt's W&B record lacked them",
+                      file=sys.stderr)
+        callbacks = [EpochCheckpoint(ckpt), ReconstructionPanel(run, cfg)]
+        return fit(cfg, logger=logger, data=data, callbacks=callbacks, ckpt_path=resume_from)
+    finally:
+        signals.settle()
+
+
+def complete(run, cfg: TrainConfig, opts: RunOptions, ckpt: Path, result, resumed: bool) -> int:
+    """The run trained every epoch: final summary, the model artifact if asked, finish, no checkpoint."""
+    from agent.media import log_model_artifact
+
+    if result.history:
+        run.summary.update(result.history[-1])
+    if opts.log_model:
+        print(f"agent.train: logged model artifact {log_model_artifact(run, result.module.model, cfg, result.history[-1])}",
+              file=sys.stderr)
+    if resumed:
+        run.summary[M.FAILURE_REASON] = None  # the preemption note of an earlier attempt no longer holds
+    run.finish()
+    ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
+    with contextlib.suppress(OSError):
+        ckpt.parent.rmdir()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg, opts = parse_args(argv, TrainConfig, RunOptions)
@@ -270,47 +372,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop, signals = StopRequest(), SignalRecord()
     run = start_run(cfg, opts, stop)
     marker = failure_marker(cfg, run.id)
+    # A resumed sweep run may still be marked preempting on W&B (an earlier attempt's mark): W&B
+    # documents no reset, so a failure must then end it as a marked one (`fail`).
+    progress = {"marked": under_sweep() and bool(run.resumed)}
     earlier = previous_attempt_failed(run, marker)
-    if earlier:  # re-issued after a deterministic failure: fail again at once, unmarked, for good
+    if earlier:  # re-issued after a deterministic failure whose end never reached W&B: end it now
         print(f"agent.train: an earlier attempt of run {run.id} failed ({earlier}); not training again",
               file=sys.stderr)
-        run.finish(exit_code=EXIT_FAILED)
-        return EXIT_FAILED
+        return fail(run, earlier, marked=under_sweep())
     os.environ[RUN_ID_ENV] = run.id  # DDP ranks > 0 find the checkpoint through it
 
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from agent.media import ReconstructionPanel, log_model_artifact
-    from mae_gap.data import DataError, check_source, load_data
-    from mae_gap.module import EpochCheckpoint, NonFiniteLoss, fit
+    from mae_gap.data import DataError
+    from mae_gap.module import NonFiniteLoss
 
     ckpt = checkpoint_path(cfg, run.id)
-    resume_from = str(ckpt) if ckpt.exists() else None
+    resumed = bool(run.resumed) or ckpt.exists()
     try:
-        signals.install()
-        check_source(cfg)
-        data = load_data(cfg)
-        logger = attach_logger(run, cfg, data)
-        if os.environ.get("WANDB_SWEEP_ID"):
-            # From here on a run that dies silently (node lost, wandb-core killed with the job) is
-            # requeued by W&B. Not earlier: bad data fails the run for good, never requeued.
-            run.mark_preempting()
-        if resume_from:
-            print(f"agent.train: resuming run {run.id} from {resume_from}", file=sys.stderr)
-            relogged = relog_lost_epochs(run, logger, ckpt)
-            if relogged:
-                print(f"agent.train: logged again epoch(s) {relogged}: the killed attempt's W&B record lacked them",
-                      file=sys.stderr)
-        callbacks = [EpochCheckpoint(ckpt), ReconstructionPanel(run, cfg)]
-        result = fit(cfg, logger=logger, data=data, callbacks=callbacks, ckpt_path=resume_from)
+        result = train_attempt(run, cfg, ckpt, signals, progress)
     except (KeyboardInterrupt, SystemExit) as stop_exc:  # Lightning turns SIGTERM/SIGINT into SystemExit
         return interrupted(run, stop, ckpt, isinstance(stop_exc, SIGTERMException) or signals.signum == signal.SIGTERM)
-    except DataError as err:
+    except DataError as err:  # before the preempting mark: failed, never requeued; no marker needed
         print(f"agent.train: {err}", file=sys.stderr)
-        return fail(run, str(err))  # before the preempting mark: never requeued, no marker needed
+        return fail(run, str(err), marked=progress["marked"])
     except NonFiniteLoss as err:
         print(f"agent.train: run failed: {err}", file=sys.stderr)
-        return fail(run, str(err), err.epoch, err.step, err.term, marker=marker)
+        return fail(run, str(err), err.epoch, err.step, err.term, marker=marker, marked=progress["marked"])
     except Exception as err:  # noqa: BLE001 - any other error fails the run, with its reason
         if signals.signum is not None:  # a W&B call failed after the signal (wandb-core got it too)
             print(f"agent.train: {type(err).__name__} after signal {signals.signum}: {err}", file=sys.stderr)
@@ -319,28 +407,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exit_without_wandb(EXIT_FAILED, f"lost wandb-core ({err}); the run resumes from {ckpt} (W&B "
                                                    f"requeues a preempting run that dies; by hand: --resume={run.id})")
         traceback.print_exc()
-        return fail(run, f"{type(err).__name__}: {err}", marker=marker)
-    if result.history:
-        run.summary.update(result.history[-1])
-    if opts.log_model:
-        print(f"agent.train: logged model artifact {log_model_artifact(run, result.module.model, cfg, result.history[-1])}",
-              file=sys.stderr)
-    if run.resumed or resume_from:
-        run.summary[M.FAILURE_REASON] = None  # the preemption note of an earlier attempt no longer holds
-    run.finish()
-    ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
-    with contextlib.suppress(OSError):
-        ckpt.parent.rmdir()
-    return 0
+        return fail(run, f"{type(err).__name__}: {err}", marker=marker, marked=progress["marked"])
+    return complete(run, cfg, opts, ckpt, result, resumed)
 
 
 def stopped_from_ui(run) -> bool:
-    """Under `wandb agent` a stop from the UI arrives as a SIGTERM: the agent answers the service's
-    stop command with `proc.terminate()` (wandb 0.31, `Agent._command_stop`), while the run's own
-    check (the SDK's run-stopping checker, every 15 s) calls `stop_fn` later if at all, and never for
-    an offline run. SLURM's preemption is a SIGTERM too, so ask the service which one this is; when
-    it cannot answer (no network, its process killed with the job) the SIGTERM is a preemption."""
-    if not os.environ.get("WANDB_SWEEP_ID"):
+    """Under `wandb agent` a stop from the UI usually arrives first as a SIGTERM: the agent, which
+    heartbeats every 5 s, answers the service's stop command with `proc.terminate()` (wandb 0.31,
+    `Agent._command_stop`), while the run's own check (`StopRequest`) needs a file-stream answer and a
+    15-s poll, and never comes offline. SLURM's preemption is a SIGTERM too, so ask the service which
+    one this is (the `stopped` flag the UI's stop sets); when it cannot answer (no network, its
+    process killed with the job) the SIGTERM is a preemption."""
+    if not under_sweep():
         return False
     from analysis.wandb_compat import run_stop_requested
 
@@ -350,8 +428,9 @@ def stopped_from_ui(run) -> bool:
 
 
 def interrupted(run, stop: StopRequest, ckpt: Path, sigterm: bool) -> int:
-    """A stop from the W&B UI ends the run as stopped (exit 0: not requeued, not an agent failure);
-    any other SIGTERM/SIGINT is a preemption: resumable from the last epoch checkpoint."""
+    """A stop from the W&B UI ends the run as stopped (exit 0: not requeued, not an agent failure),
+    whichever came first, the agent's SIGTERM or the run's own `stop_fn`; any other SIGTERM/SIGINT is
+    a preemption: resumable from the last epoch checkpoint."""
     if sigterm and not stop.requested and stopped_from_ui(run):
         stop.requested = True
     if stop.requested:

@@ -1,11 +1,14 @@
-"""`python -m agent.train` as a real process with W&B offline: rows, config, failures, preemption."""
+"""`python -m agent.train` as a real process with W&B offline: rows, config, failures, preemption; the
+end of a run stopped from the UI in-process (its two signals in either order)."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,15 +91,101 @@ def test_bad_data_path_fails_the_run_with_the_reason(wandb_env, tmp_path):
     assert run["exit_code"] == 1
 
 
-def test_non_finite_loss_fails_the_run_with_epoch_step_and_term(wandb_env):
-    out = train(wandb_env, *TINY, "--alpha_mode=weighted", "--alpha=-10", "--lr=1e30", "--train_limit=256")
-    assert out.returncode == 1
-    (run,) = offline_runs(wandb_env["WANDB_DIR"])
-    summary = run["summary"]
-    assert "non-finite" in summary[M.FAILURE_REASON]
+def run_tags(run: dict) -> list[str]:
+    """The tags the run's last run record carries (the offline run file keeps them there)."""
+    from analysis.offline import iter_wandb_records
+
+    tags: list[str] = []
+    for rec in iter_wandb_records(run["path"]):
+        if rec.WhichOneof("record_type") == "run":
+            tags = list(rec.run.tags)
+    return tags
+
+
+def test_non_finite_loss_fails_a_sweep_run_once_for_good(wandb_env):
+    """As a sweep runs it (WANDB_SWEEP_ID and WANDB_RUN_ID set, W&B offline as under agent.local): the
+    run is marked preempting once training starts; at the first non-finite loss it stops with the
+    reason, epoch, step and term in its summary (`failure/deterministic`: True), tells W&B exit code 0
+    with the tag `failed` (W&B requeues a preempting run that exits non-zero; nothing clears the
+    mark) and exits 1. An attempt re-issued all the same (its first attempt's end lost) finds the
+    failure beside the checkpoint and ends at once, the same way, without training."""
+    env = dict(wandb_env, WANDB_SWEEP_ID="localsweep", WANDB_RUN_ID="nf1")
+    args = [*TINY, "--alpha_mode=weighted", "--alpha=-10", "--lr=1e30", "--train_limit=256"]
+    out = train(env, *args)
+    assert out.returncode == 1, out.stderr[-2000:]
+    again = train(env, *args)
+    assert again.returncode == 1 and "an earlier attempt of run nf1 failed (non-finite" in again.stderr
+    assert "epoch 1/" not in again.stdout, "the re-issued attempt does not train"
+    first, second = offline_runs(wandb_env["WANDB_DIR"], "nf1")
+    summary = first["summary"]
+    assert "non-finite" in summary[M.FAILURE_REASON] and summary[M.FAILURE_DETERMINISTIC] is True
     assert summary[M.FAILURE_EPOCH] == 1 and summary[M.FAILURE_STEP] >= 0
     assert summary[M.FAILURE_TERM] in ("rec", "head_ce", "probe_ce", "loss")
-    assert run["history"] == [], "the failing epoch must not be logged"
+    assert first["history"] == [], "the failing epoch must not be logged"
+    assert first["preempting"] and (first["exit_code"], run_tags(first)) == (0, ["failed"])
+    assert (second["exit_code"], run_tags(second), second["history"]) == (0, ["failed"], [])
+    assert second["summary"][M.FAILURE_REASON] == summary[M.FAILURE_REASON]
+    assert second["summary"][M.FAILURE_DETERMINISTIC] is True
+
+
+@pytest.fixture
+def restore_signals():
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+class _StoppingRun:
+    """What `interrupted` uses of a W&B run; `late()` (the other signal of the stop) lands in its finish."""
+
+    id = "stop1"
+
+    def __init__(self, late):
+        self.summary, self.late, self.finished = {}, late, []
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.late()
+        time.sleep(0.1)  # the late signal's handler runs here
+        self.finished.append(exit_code)
+
+    def mark_preempting(self) -> None:
+        raise AssertionError("a stop from the UI is not a preemption")
+
+
+@pytest.mark.parametrize("first", ["stop_fn", "sigterm"])
+def test_a_ui_stop_ends_the_run_stopped_whichever_signal_comes_first(first, monkeypatch, restore_signals, tmp_path):
+    """Online under `wandb agent` a stop from the UI sends two signals: the agent's SIGTERM (its stop
+    command, within its 5-s heartbeat) and, later, the run's own `stop_fn` (SIGINT; wandb-core hears
+    of the stop from its file stream, the SDK polls it every 15 s). Either may come first and the
+    other may land while the run finishes: it ends stopped (exit 0, never a preemption), and the late
+    signal breaks nothing."""
+    import analysis.wandb_compat as compat
+    from agent.train import SignalRecord, StopRequest, interrupted
+
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sw1")
+    monkeypatch.setattr(compat, "run_stop_requested", lambda *a, **k: True)  # the service: stopped
+    stop, signals = StopRequest(), SignalRecord()
+
+    def stop_fn():  # as W&B calls it: in a thread of its own
+        thread = threading.Thread(target=stop)
+        thread.start()
+        thread.join()
+
+    def sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signals.install()
+    run = _StoppingRun(late=sigterm if first == "stop_fn" else stop_fn)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        try:
+            (stop_fn if first == "stop_fn" else sigterm)()
+            time.sleep(5)  # training, interrupted
+        finally:
+            signals.settle()
+    assert interrupted(run, stop, tmp_path / "last.ckpt", signals.signum == signal.SIGTERM) == 0
+    assert run.finished == [0] and run.summary[M.FAILURE_REASON] == "stopped from the W&B UI"
+    assert signals.later == [signal.SIGTERM if first == "stop_fn" else signal.SIGINT]
 
 
 def _checkpoint_epoch(path: Path) -> int | None:
@@ -142,8 +231,14 @@ def test_sigterm_then_resume_gives_each_epoch_once_and_the_uninterrupted_result(
     epochs = [row[M.EPOCH] for row in first["history"] + second["history"]]
     assert epochs == [1, 2, 3, 4, 5], epochs
     (ref,) = offline_runs(wandb_env["WANDB_DIR"], "ref456")
-    for key in (M.VAL_MSE, M.VAL_PROBE_ACC):
-        assert second["history"][-1][key] == pytest.approx(ref["history"][-1][key], abs=1e-4)
+    assert [row[M.EPOCH] for row in ref["history"]] == [1, 2, 3, 4, 5]
+    off = (M.VAL_KNN_ACC, M.VAL_LINEAR_ACC, M.VAL_LINEAR_CONVERGED, M.VAL_LINEAR_ITERS)  # knn_every=0: NaN
+    for ours, theirs in zip(first["history"] + second["history"], ref["history"]):
+        for key in (*M.VAL_KEYS, *M.TRAIN_KEYS):  # every metric of every epoch (perf/* are wall-clock)
+            if key in off:
+                assert math.isnan(ours[key]) and math.isnan(theirs[key])
+            else:
+                assert ours[key] == pytest.approx(theirs[key], abs=1e-4), (ours[M.EPOCH], key)
 
 
 def _children(pid: int) -> list[int]:
