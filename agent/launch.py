@@ -40,27 +40,9 @@ from typing import Any
 
 from agent.spawn import spawn
 from agent.sweep_config import SweepConfigError, parse_gpus, relpath
-from analysis.sweep_path import SweepPathError
-from analysis.sweep_path import parse_sweep_path as _parse
+from analysis.wandb_io.sweep_path import SweepPathError, parse_sweep_path
 
 POLL_S = 0.2
-
-
-def parse_sweep_path(text: str) -> tuple[str, str, str]:
-    """ENTITY/PROJECT/SWEEP_ID (all three, no URL: what `wandb agent` is given) -> its three parts,
-    by `analysis.sweep_path.parse_sweep_path` (W&B's rules); raises SweepConfigError with the fix."""
-    try:
-        entity, project, sweep_id = _parse(text, use_env=False, url=False, full=True)
-        return str(entity), str(project), sweep_id
-    except SweepPathError:
-        parts = text.strip().split("/")
-        hint = ""
-        if len(parts) == 1 and parts[0]:
-            hint = " (add the entity and project)"
-        elif text.startswith(("http://", "https://")):
-            hint = " (not the URL: take ENTITY/PROJECT/SWEEP_ID from it)"
-        raise SweepConfigError(f"sweep {text!r} is not ENTITY/PROJECT/SWEEP_ID, e.g. my-team/mae-gap-smoke/ab12cd34{hint}") from None
-    return parts[0], parts[1], parts[2]
 
 
 def wandb_executable() -> list[str]:
@@ -201,14 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _entity, _project, sweep_id = parse_sweep_path(args.sweep)
+        # all three parts, no URL: what `wandb agent` is given
+        _entity, _project, sweep_id = parse_sweep_path(args.sweep, use_env=False, url=False, full=True)
         if args.per_gpu < 1 or (args.count is not None and args.count < 1) or args.stagger < 0:
             raise SweepConfigError("--per-gpu and --count must be at least 1, --stagger at least 0")
         for flag in ("max_initial_failures", "max_consecutive_failed_runs"):
             if getattr(args, flag) is not None and getattr(args, flag) < 1:
                 raise SweepConfigError(f"--{flag.replace('_', '-')} must be at least 1")
         gpus = parse_gpus(args.gpus, "agent.launch")
-    except SweepConfigError as exc:
+    except (SweepConfigError, SweepPathError) as exc:
         print(f"agent.launch: error: {exc}", file=sys.stderr)
         return 2
 

@@ -31,10 +31,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from agent.local_plan import MANIFEST, Plan, Run, make_plan, new_id
+from agent.local_plan import MANIFEST, Plan, Run, make_plan
 from agent.spawn import spawn
 from agent.sweep_config import SweepConfigError, parse_gpus, relpath, run_args
-from analysis.offline_runs import SIGNAL_EXIT_CODES, read_offline_run, run_folders
+from analysis.wandb_io.offline_runs import SIGNAL_EXIT_CODES, read_offline_run, run_folders
 from mae_gap import metrics as M
 
 
@@ -48,7 +48,7 @@ class Interrupted(Exception):
 
 
 def find_run_dir(wandb_dir: str | os.PathLike, run_id: str) -> Path | None:
-    """The newest folder of run `run_id` under WANDB_DIR/wandb (`analysis.offline_runs.run_folders`)."""
+    """The newest folder of run `run_id` under WANDB_DIR/wandb (`analysis.wandb_io.offline_runs.run_folders`)."""
     folders = run_folders(Path(wandb_dir) / "wandb", run_id)
     return folders[-1] if folders else None
 
@@ -125,7 +125,7 @@ class Controller:
 
     def start(self, slot: int, run: Run) -> None:
         plan, gpu = self.plan, self.slots[slot]
-        from analysis.wandb_compat import save_sweep_param_file
+        from analysis.wandb_io.compat import save_sweep_param_file
 
         param_path = plan.param_path(run)
         save_sweep_param_file(str(param_path), run_args(run.params))
@@ -167,7 +167,7 @@ class Controller:
             run.state = "killed"
         elif code == 0:
             run.state = "finished"
-        elif code in SIGNAL_EXIT_CODES:  # agent.train's exit when preempted (analysis.offline_runs)
+        elif code in SIGNAL_EXIT_CODES:  # agent.train's exit when preempted (analysis.wandb_io.offline_runs)
             run.state = "preempted"
         else:
             run.state = "failed" if code > 0 else "crashed"

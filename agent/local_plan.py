@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.sweep_config import SweepConfigError, build_command, grid, load, parse_override, validate
-from analysis.sweep_path import SweepPathError, parse_sweep_path
+from analysis.wandb_io.sweep_path import SweepPathError, parse_sweep_path
 from mae_gap.fileio import write_json
 
 MANIFEST = "sweep.json"
@@ -122,7 +122,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     config = load(args.sweep)
     values = validate(config, args.sweep, overrides)
     remote, sweep_id, project, entity = "", new_id(), args.project, args.entity
-    if args.sweep_id:  # W&B's rules (analysis.sweep_path): the path's entity / project win, as in wandb agent
+    if args.sweep_id:  # W&B's rules (analysis.wandb_io.sweep_path): the path's entity / project win, as in wandb agent
         try:
             e, p, sweep_id = parse_sweep_path(args.sweep_id, entity, project, use_env=False, url=False)
         except SweepPathError as exc:

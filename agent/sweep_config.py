@@ -24,7 +24,7 @@ import os
 import platform
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any
 
 from mae_gap.config import ConfigError, TrainConfig, choices, closest_hint, expected_type, parse_args, parse_key_value
 
@@ -243,7 +243,7 @@ def grid(values: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 def sweep_args(params: dict[str, Any]) -> dict[str, Any]:
     """The SDK's argument formats (`args`, `args_json`, ...) for one run's parameters."""
-    from analysis.wandb_compat import sweep_command_functions
+    from analysis.wandb_io.compat import sweep_command_functions
 
     return sweep_command_functions()[1]({"args": run_args(params)})
 
@@ -267,7 +267,7 @@ def build_command(
     interpreter: str = "python",
 ) -> list[str]:
     """The argv `wandb agent` would run for these parameters (Agent._command_run, verbatim)."""
-    from analysis.wandb_compat import sweep_command_functions
+    from analysis.wandb_io.compat import sweep_command_functions
 
     create_sweep_command = sweep_command_functions()[0]
     command_template = config.get("command")

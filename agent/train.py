@@ -129,7 +129,7 @@ class SignalRecord:
 def start_run(cfg: TrainConfig, opts: RunOptions, stop: StopRequest | None = None):
     import wandb
 
-    from analysis.wandb_compat import run_settings
+    from analysis.wandb_io.compat import run_settings
 
     run = wandb.init(
         # Under a sweep W&B takes the sweep's project and ignores (with a warning) any other.
@@ -269,7 +269,7 @@ def epochs_in_wandb(run) -> set[int]:
             return stored
         last = dict(run.summary or {}).get(M.EPOCH)
         return set(range(1, int(last) + 1)) if isinstance(last, (int, float)) else set()
-    from analysis.offline_runs import read_offline_history, run_folders
+    from analysis.wandb_io.offline_runs import read_offline_history, run_folders
 
     root = Path(run.settings.wandb_dir)
     epochs: set[int] = set()
@@ -420,7 +420,7 @@ def stopped_from_ui(run) -> bool:
     process killed with the job) the SIGTERM is a preemption."""
     if not under_sweep():
         return False
-    from analysis.wandb_compat import run_stop_requested
+    from analysis.wandb_io.compat import run_stop_requested
 
     entity = getattr(run, "entity", None) or os.environ.get("WANDB_ENTITY") or None
     project = getattr(run, "project", None) or os.environ.get("WANDB_PROJECT") or None

@@ -1,4 +1,7 @@
-"""analysis: pull sweep runs (W&B API or offline files), statistics, plots, upload, report.
+"""analysis: pull sweep runs (W&B API or offline files), statistics, figures, upload, report.
+
+Floors: `wandb_io` (the W&B layer shared with `agent`), `pull`, `stats`, `figures`, `publish`, and
+the command line `pull_and_plot`.
 
 This module is also the schema of the **tidy table** every part of `analysis` exchanges
 (SPEC section 8.2): a pandas DataFrame with one row per (run, epoch) and the columns
@@ -10,8 +13,8 @@ This module is also the schema of the **tidy table** every part of `analysis` ex
     and every metric key of `mae_gap.metrics.EPOCH_KEYS` (float; NaN where absent,
     e.g. val/knn_acc on epochs without k-NN).
 
-Import the column names from here, never retype the strings. Metric names come from
-`mae_gap.metrics` (re-exported below for convenience). Importing this package is cheap:
+Import the column names from here, never retype the strings; metric names (and `epoch`) come
+from `mae_gap.metrics`. Importing this package is cheap:
 no pandas, no matplotlib, no torch, no wandb.
 """
 
@@ -64,29 +67,3 @@ DEFAULT_BINS = 15
 # variables a sweep agent sets for its runs (an analysis run started under them would join the sweep).
 ANALYSIS_JOB_TYPE = "analysis"
 SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
-
-__all__ = [
-    "ANALYSIS_JOB_TYPE",
-    "SWEEP_ENV",
-    "ALPHA",
-    "ALPHA_MODE",
-    "DEFAULT_ACC_KEY",
-    "DEFAULT_BINS",
-    "DEFAULT_MSE_KEY",
-    "EPOCH",
-    "LR",
-    "METRIC_COLUMNS",
-    "RUN_COLUMNS",
-    "RUN_ID",
-    "RUN_NAME",
-    "RUN_STATES",
-    "SEED",
-    "STATE",
-    "STEPS",
-    "STATE_CRASHED",
-    "STATE_FAILED",
-    "STATE_FINISHED",
-    "STATE_RUNNING",
-    "TIDY_COLUMNS",
-    "TIDY_DTYPES",
-]

@@ -112,7 +112,7 @@ def measure(n_runs: int, epochs: int, workers: int) -> dict[str, Any]:
     import wandb
 
     from analysis import pull_and_plot
-    from analysis.pull import pull_sweep
+    from analysis.pull.api import pull_sweep
 
     path, out = f"{ENTITY}/{PROJECT}/{service.sweep}", work / "out"
     try:

@@ -9,7 +9,7 @@
 Writes into --out (default outputs/analysis/<sweep id>): trajectories.parquet and .csv (the
 tidy table of the runs used), gap_statistics.json (Γ against its seed-noise null, pooled and
 cross-run ρ, the direct contrasts at equal MSE, the seed planner, bins, per-sign and per-condition
-statistics, run counts, exclusions and the exact inputs), summary.md, the PNGs of analysis.plots, and
+statistics, run counts, exclusions and the exact inputs), summary.md, the PNGs of analysis.figures, and
 cache/ (the pulled runs). Then, unless --no-upload, an analysis run on W&B (an offline run
 under WANDB_MODE=offline); --report builds the sweep's W&B Report. Exit status 0 on success,
 1 on an error (one line on stderr), 2 on a bad command line.
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from analysis import DEFAULT_ACC_KEY, DEFAULT_BINS, DEFAULT_MSE_KEY, METRIC_COLUMNS, RUN_ID, SWEEP_ENV
-from analysis.conditions import Reference
+from analysis.stats.conditions import Reference
 from mae_gap.fmt import num, plural
 
 PROG = "python -m analysis.pull_and_plot"
@@ -97,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.pull import PullError
+    from analysis.pull.runs import PullError
+    from analysis.wandb_io.sweep_path import SweepPathError
 
     for flag, key in (("--acc", args.acc), ("--mse", args.mse)):
         if key not in METRIC_COLUMNS:
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = load(args)
-    except PullError as err:
+    except (PullError, SweepPathError) as err:
         raise CliError(str(err)) from None
     out_dir = Path(args.out) if args.out else DEFAULT_OUT / result.sweep_id
     return analyse(args, result, out_dir)
@@ -130,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
 def load(args: argparse.Namespace):
     """The PullResult of the API (cached) or of the offline folder."""
     if args.table:
-        from analysis.runs import PullResult
-        from analysis.tidy import read_table, table_runs
+        from analysis.pull.runs import PullResult
+        from analysis.pull.tidy import read_table, table_runs
 
         t0 = time.monotonic()
         try:
@@ -141,12 +142,13 @@ def load(args: argparse.Namespace):
         return PullResult(table, table_runs(table), Path(args.table).parent.name or "table", "table",
                           seconds=time.monotonic() - t0)
     if args.offline:
-        from analysis.offline import load_offline_runs
+        from analysis.pull.offline import load_offline_runs
 
         return load_offline_runs(args.offline, args.sweep)
-    from analysis.pull import parse_sweep, pull_sweep
+    from analysis.pull.api import pull_sweep
+    from analysis.wandb_io.sweep_path import parse_sweep_path
 
-    _, _, sid = parse_sweep(args.sweep, args.entity, args.project)
+    _, _, sid = parse_sweep_path(args.sweep, args.entity, args.project)
     out_dir = Path(args.out) if args.out else DEFAULT_OUT / sid
     return pull_sweep(
         args.sweep, out_dir, entity=args.entity, project=args.project, refresh=args.refresh,
@@ -155,12 +157,12 @@ def load(args: argparse.Namespace):
 
 
 def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
-    from analysis import plots
-    from analysis.pull import select_runs
-    from analysis.gap import gap_statistics
-    from analysis.planner import DEFAULT_EFFECTS
-    from analysis.stats import to_json_safe
-    from analysis.summary_md import render as render_summary
+    from analysis.figures import plots
+    from analysis.pull.selection import select_runs
+    from analysis.stats.gap import gap_statistics
+    from analysis.stats.planner import DEFAULT_EFFECTS
+    from analysis.stats.tube import to_json_safe
+    from analysis.publish.summary import render as render_summary
 
     table = result.table
     if not result.runs:
@@ -276,7 +278,7 @@ def print_runs(result, used, exclusions) -> None:
 
 def print_stats(stats: dict, args) -> None:
     """The headline numbers, read from gap_statistics.json's statistics (nothing recomputed)."""
-    from analysis.summary_md import planner_line
+    from analysis.publish.summary import planner_line
 
     null = stats.get("gamma_null") or {}
     excess = (f"null median {num(stats.get('noise_floor'))} (95th pct {num(stats.get('noise_floor_q95'))}), "
@@ -333,7 +335,7 @@ def print_pull(result) -> None:
 
 
 def do_upload(args, result, used, stats, images, files, exclusions) -> dict[str, Any] | None:
-    from analysis.report import upload_analysis
+    from analysis.publish.report import upload_analysis
 
     entity, project = result.entity_project
     if result.source == "offline" and result.runs:
@@ -358,7 +360,7 @@ def do_upload(args, result, used, stats, images, files, exclusions) -> dict[str,
 
 
 def make_report(args, result, stats, exclusions, upload, mode: str) -> None:
-    from analysis.report import build_report, save_report
+    from analysis.publish.report import build_report, save_report
 
     entity, project = result.entity_project
     if result.source in ("offline", "table") or mode in ("offline", "dryrun", "disabled") or not entity:

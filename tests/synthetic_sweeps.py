@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import ALPHA, ALPHA_MODE, EPOCH, LR, RUN_ID, RUN_NAME, SEED, STATE, STEPS
+from analysis import ALPHA, ALPHA_MODE, LR, RUN_ID, RUN_NAME, SEED, STATE, STEPS
+from mae_gap.metrics import EPOCH
 from mae_gap import metrics as M
 
 # MSE shift per alpha: alpha = +1 overlaps alpha = 0 on ~3/4 of its range, -0.5 on ~half, -1 on a sliver.

@@ -267,9 +267,9 @@ def test_two_online_agents_run_a_grid_and_the_analysis_counts_duplicates_once(sw
     """The grid in W&B's order through two agents started together (so a point can be handed out
     twice, as on W&B); every run's rows, config, summary and reconstruction panel reach the service;
     the analysis pulls the sweep through the public API and counts each point once."""
-    from analysis.pull import pull_sweep
-    from analysis.retries import RetryPolicy
-    from analysis.selection import select_runs
+    from analysis.pull.api import pull_sweep
+    from analysis.pull.retries import RetryPolicy
+    from analysis.pull.selection import select_runs
 
     alphas = [-1.0, -0.5, 0.5, 1.0]
     sweep = sweep_factory()

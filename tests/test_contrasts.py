@@ -1,4 +1,4 @@
-"""Direct contrasts at equal MSE (analysis.contrasts): hand-computed values, the committed table
+"""Direct contrasts at equal MSE (analysis.stats.contrasts): hand-computed values, the committed table
 recomputed independently, invariance to other conditions, slivers, exact p-values, and the
 calibration in the real sweep's regime (its figures are printed: run with -s to read them)."""
 
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from analysis import ALPHA, ALPHA_MODE, RUN_ID, SEED
-from analysis.conditions import Reference, runs_table
-from analysis.contrasts import (
+from analysis.stats.conditions import Reference, runs_table
+from analysis.stats.contrasts import (
     MIN_EPOCHS_INSIDE,
     contrast,
     contrasts,
@@ -22,7 +22,7 @@ from analysis.contrasts import (
     run_curve,
     sign_flip_p,
 )
-from analysis.tidy import read_table
+from analysis.pull.tidy import read_table
 from mae_gap.metrics import VAL_LINEAR_ACC, VAL_MSE
 from synthetic_sweeps import sweep, sweep_arrays
 
@@ -204,7 +204,7 @@ def test_calibration_justifies_the_minimum_overlap(monkeypatch):
     import synthetic_sweeps
 
     monkeypatch.setattr(synthetic_sweeps, "f_true", lambda m: 0.5 - 0.8 * (m - 0.75) + 12 * (m - 0.75) ** 2)
-    import analysis.contrasts as contrasts_module
+    import analysis.stats.contrasts as contrasts_module
 
     biases = {}
     for minimum in (1, MIN_EPOCHS_INSIDE):

@@ -1,4 +1,4 @@
-"""Cross-run ρ (analysis.cross_run) versus the pooled ρ: the training-time confound, independent
+"""Cross-run ρ (analysis.stats.cross_run) versus the pooled ρ: the training-time confound, independent
 units, exact p-values, the interval, and calibration."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from analysis import ALPHA, EPOCH, RUN_ID, SEED
-from analysis.conditions import final_rows
-from analysis.cross_run import cross_run_rho, fisher_interval, spearman_permutation
-from analysis.stats import spearman
+from analysis import ALPHA, RUN_ID, SEED
+from mae_gap.metrics import EPOCH
+from analysis.stats.conditions import final_rows
+from analysis.stats.cross_run import cross_run_rho, fisher_interval, spearman_permutation
+from analysis.stats.tube import spearman
 from mae_gap.metrics import VAL_LINEAR_ACC, VAL_MSE
 
 

@@ -1,4 +1,4 @@
-"""Γ's null distribution (analysis.gamma_null): the noise model recovers known covariances, the
+"""Γ's null distribution (analysis.stats.gamma_null): the noise model recovers known covariances, the
 vectorized Γ equals stats.tube_volume, and gamma_p is calibrated in the real sweep's regime
 (uniform under the null, small with an effect; its figures are printed: run with -s)."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from analysis.gamma_null import fit_noise_model, gamma_nulls, gamma_of_draws
-from analysis.stats import bin_edges, tube_volume
+from analysis.stats.gamma_null import fit_noise_model, gamma_nulls, gamma_of_draws
+from analysis.stats.tube import bin_edges, tube_volume
 from mae_gap.metrics import VAL_LINEAR_ACC, VAL_MSE
 from synthetic_sweeps import sweep
 

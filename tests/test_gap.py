@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import ALPHA, ALPHA_MODE, EPOCH, LR, RUN_ID, SEED, STEPS
-from analysis.gap import gap_statistics
+from analysis import ALPHA, ALPHA_MODE, LR, RUN_ID, SEED, STEPS
+from mae_gap.metrics import EPOCH
+from analysis.stats.gap import gap_statistics
 from mae_gap.metrics import VAL_KNN_ACC, VAL_LINEAR_ACC, VAL_MSE
 
 approx = pytest.approx

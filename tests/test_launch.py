@@ -203,13 +203,9 @@ def test_spawn_writes_the_header_and_runs_in_its_own_group(tmp_path):
 
 def test_one_sweep_path_parser_with_wandbs_rules(monkeypatch):
     """W&B's rule (wandb/sdk/launch/sweeps/utils.py parse_sweep_id): 1-3 parts split on "/", the
-    path's entity/project win, empty parts fall back; analysis.pull, agent.launch and agent.local
-    all parse with analysis.sweep_path."""
-    import analysis.pull as pull
-    from analysis.runs import PullError
-    from analysis.selection import select_runs
-    from analysis.sweep_path import SweepPathError, parse_sweep_path
-    from analysis.tidy import tidy_table
+    path's entity/project win, empty parts fall back; the pull, agent.launch and agent.local all
+    parse with analysis.wandb_io.sweep_path."""
+    from analysis.wandb_io.sweep_path import SweepPathError, parse_sweep_path
 
     monkeypatch.delenv("WANDB_ENTITY", raising=False)
     monkeypatch.setenv("WANDB_PROJECT", "env-p")
@@ -222,6 +218,3 @@ def test_one_sweep_path_parser_with_wandbs_rules(monkeypatch):
                     ("p/x", {"full": True}), ("e//x", {"full": True}), ("https://wandb.ai/e/p/sweeps/x", {"url": False})]:
         with pytest.raises(SweepPathError):
             parse_sweep_path(bad, **kw)
-    with pytest.raises(PullError, match="expected ENTITY/PROJECT/ID"):
-        pull.parse_sweep("a/b/c/d")
-    assert pull.PullError is PullError and pull.select_runs is select_runs and pull.tidy_table is tidy_table

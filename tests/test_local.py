@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from agent import local
-from analysis.offline_runs import iter_wandb_records, read_offline_run
+from analysis.wandb_io.offline_runs import iter_wandb_records, read_offline_run
 from agent.sweep_config import grid, load, validate
 from conftest import FAKE_ENTITY
 

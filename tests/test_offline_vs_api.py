@@ -1,7 +1,7 @@
 """The same sweep read two ways gives the same tidy table: offline files vs the W&B API.
 
 `python -m agent.local sweeps/smoke.yaml` (a real subprocess: the embedded controller and three
-real `agent.train` runs, W&B offline) leaves offline runs; `analysis.offline.load_offline` reads
+real `agent.train` runs, W&B offline) leaves offline runs; `analysis.pull.offline.load_offline_runs` reads
 them. The same runs (ids, configs, summaries, states, histories) served by the fake W&B backend
 (tests/fake_wandb.py, 127.0.0.1) under one sweep id and pulled with `analysis.pull.pull_sweep`
 through the real `wandb.Api()` must give the identical table: no column differs.
@@ -26,13 +26,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import isolated_wandb_env, serve_fake_wandb  # noqa: E402
 from fake_wandb import FakeWandb  # noqa: E402
 
-from analysis import EPOCH, RUN_ID, TIDY_COLUMNS  # noqa: E402
-from analysis.offline import load_offline, load_offline_runs  # noqa: E402
+from analysis import RUN_ID, TIDY_COLUMNS  # noqa: E402
+from mae_gap.metrics import EPOCH
+from analysis.pull.offline import load_offline_runs, offline_state  # noqa: E402
 from agent.local import find_run_dir  # noqa: E402
-from analysis.offline_runs import offline_state, offline_wandb_state, read_offline_run, run_folders  # noqa: E402
-from analysis.pull import pull_sweep  # noqa: E402
-from analysis.runs import tidy_state  # noqa: E402
-from analysis.selection import select_runs  # noqa: E402
+from analysis.wandb_io.offline_runs import offline_wandb_state, read_offline_run, run_folders  # noqa: E402
+from analysis.pull.api import pull_sweep  # noqa: E402
+from analysis.pull.runs import tidy_state  # noqa: E402
+from analysis.pull.selection import select_runs  # noqa: E402
 from mae_gap import metrics as M  # noqa: E402
 
 wandb = pytest.importorskip("wandb")
@@ -100,7 +101,7 @@ def test_agent_local_offline_runs_and_the_same_runs_through_the_api_give_one_tab
 
     offline = load_offline_runs(out)
     assert offline.sweep == manifest["group"] and offline.duplicate_epochs == {}
-    table = load_offline(out / "wandb")
+    table = load_offline_runs(out / "wandb").table
     pd.testing.assert_frame_equal(table, offline.table)
     assert len(table) == 6 and list(table.columns) == list(TIDY_COLUMNS)
 
@@ -128,7 +129,7 @@ def write_run_file(folder: Path, run_id: str, exit_code: int | None = None, pree
     import struct
     import zlib
 
-    from analysis.wandb_compat import record_protos
+    from analysis.wandb_io.compat import record_protos
 
     pb = record_protos()
     recs = [pb.Record()]

@@ -1,4 +1,4 @@
-"""The seed planner (analysis.planner): power by simulation, MDE and seeds needed consistent with
+"""The seed planner (analysis.stats.planner): power by simulation, MDE and seeds needed consistent with
 it, the pooled SD by hand, and no plan without paired contrasts."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from analysis.contrasts import Contrast
-from analysis.planner import mde, min_seeds_sign_flip, plan, power, seeds_needed
+from analysis.stats.contrasts import Contrast
+from analysis.stats.planner import mde, min_seeds_sign_flip, plan, power, seeds_needed
 
 
 def test_power_matches_simulation():

@@ -1,4 +1,4 @@
-"""Plots of the reconstruction gap (analysis.plots) on a synthetic tidy table.
+"""Plots of the reconstruction gap (analysis.figures.plots) on a synthetic tidy table.
 
 Rendering only checks structure (labels, colour bars, files); look at the PNGs by eye
 when changing the layout: `python tests/test_plots.py /tmp/plots` writes them.
@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import ALPHA, ALPHA_MODE, EPOCH, LR, METRIC_COLUMNS, RUN_ID, RUN_NAME, SEED, STATE, STEPS, TIDY_COLUMNS
-from analysis import plots
-from analysis.gap import gap_statistics
+from analysis import ALPHA, ALPHA_MODE, LR, METRIC_COLUMNS, RUN_ID, RUN_NAME, SEED, STATE, STEPS, TIDY_COLUMNS
+from mae_gap.metrics import EPOCH
+from analysis.figures import plots
+from analysis.stats.gap import gap_statistics
 from mae_gap.metrics import VAL_KNN_ACC, VAL_LINEAR_ACC, VAL_MSE, VAL_PROBE_ACC
 
 # SPEC section 6: the original study's 25 alphas.
@@ -168,8 +169,8 @@ def test_other_accuracy_key_and_nan_rows(tmp_path):
 
 def test_matched_figure_draws_the_json_numbers():
     """The effects, intervals and mean difference curves drawn are gap_statistics.json's numbers."""
-    from analysis.plot_matched import matched_mse_accuracy
-    from analysis.tidy import read_table
+    from analysis.figures.matched import matched_mse_accuracy
+    from analysis.pull.tidy import read_table
 
     table = Path(__file__).resolve().parents[1] / "analysis" / "results" / "imagenette_cpu" / "trajectories.csv"
     df = read_table(table)
@@ -195,7 +196,7 @@ def test_no_torch_import():
     """analysis knows the metric names, not the model: importing it must not load torch."""
     import subprocess
 
-    code = "import analysis.plots, analysis.stats, sys; print('torch' in sys.modules)"
+    code = "import analysis.figures.plots, analysis.stats, sys; print('torch' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"

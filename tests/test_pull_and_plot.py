@@ -24,7 +24,7 @@ from test_pull import (  # noqa: E402
 from test_report import panels_of, report_fake, runset_filters  # noqa: E402,F401
 
 from analysis import RUN_ID, TIDY_COLUMNS  # noqa: E402
-from analysis.offline import find_offline_run_files, read_offline_run  # noqa: E402
+from analysis.wandb_io.offline_runs import find_offline_run_files, read_offline_run  # noqa: E402
 from analysis.pull_and_plot import build_parser, main  # noqa: E402
 from mae_gap import metrics as M  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""analysis.report: the offline analysis run (read back from its .wandb file) and the W&B Report
+"""analysis.publish.report: the offline analysis run (read back from its .wandb file) and the W&B Report
 (wandb-workspaces) sent to a fake backend, without network."""
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from conftest import serve_fake_wandb  # noqa: E402
 from fake_wandb import FakeWandb, _b64  # noqa: E402
 from test_pull import ENTITY, PROJECT, epoch_rows  # noqa: E402
 
-from analysis import plots  # noqa: E402
-from analysis.offline import find_offline_run_files, read_offline_run  # noqa: E402
-from analysis.pull import RunInfo, tidy_table  # noqa: E402
-from analysis.report import build_report, save_report, summary_of, upload_analysis  # noqa: E402
-from analysis.gap import gap_statistics  # noqa: E402
+from analysis.figures import plots  # noqa: E402
+from analysis.wandb_io.offline_runs import find_offline_run_files, read_offline_run  # noqa: E402
+from analysis.pull.runs import RunInfo  # noqa: E402
+from analysis.pull.tidy import tidy_table  # noqa: E402
+from analysis.publish.report import build_report, save_report, summary_of, upload_analysis  # noqa: E402
+from analysis.stats.gap import gap_statistics  # noqa: E402
 from mae_gap import metrics as M  # noqa: E402
 
 wandb = pytest.importorskip("wandb")

@@ -120,7 +120,7 @@ def test_a_ui_stop_through_the_public_api(fake):
     button sends) sets the run's stopped flag: the service then answers `RunStoppedStatus` (what
     agent.train asks on a SIGTERM) and every file-stream answer with it (what wandb-core's stop checker
     reads; tests/test_agent_e2e.py shows the agent's stop command and the run's end)."""
-    from analysis.wandb_compat import run_stop_requested
+    from analysis.wandb_io.compat import run_stop_requested
 
     run = _init(id="s1", resume="allow")
     assert run_stop_requested(FAKE_ENTITY, "p", "s1", timeout_s=20) is False

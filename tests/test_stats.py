@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from analysis.stats import (
+from analysis.stats.tube import (
     BIN_COLUMNS,
     bin_edges,
     bin_table,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.offline_runs import read_offline_run, run_folders
+from analysis.wandb_io.offline_runs import read_offline_run, run_folders
 from mae_gap import metrics as M
 from mae_gap.config import PRESETS
 
@@ -93,7 +93,7 @@ def test_bad_data_path_fails_the_run_with_the_reason(wandb_env, tmp_path):
 
 def run_tags(run: dict) -> list[str]:
     """The tags the run's last run record carries (the offline run file keeps them there)."""
-    from analysis.offline import iter_wandb_records
+    from analysis.wandb_io.offline_runs import iter_wandb_records
 
     tags: list[str] = []
     for rec in iter_wandb_records(run["path"]):
@@ -160,7 +160,7 @@ def test_a_ui_stop_ends_the_run_stopped_whichever_signal_comes_first(first, monk
     of the stop from its file stream, the SDK polls it every 15 s). Either may come first and the
     other may land while the run finishes: it ends stopped (exit 0, never a preemption), and the late
     signal breaks nothing."""
-    import analysis.wandb_compat as compat
+    import analysis.wandb_io.compat as compat
     from agent.train import SignalRecord, StopRequest, interrupted
 
     monkeypatch.setenv("WANDB_SWEEP_ID", "sw1")
@@ -271,7 +271,7 @@ def test_sigterm_to_the_run_and_its_wandb_core_loses_no_logged_epoch(wandb_env):
 
     resumed = train(wandb_env, *args, "--resume=both123")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    from analysis.offline import load_offline_runs
+    from analysis.pull.offline import load_offline_runs
 
     table = load_offline_runs(wandb_env["WANDB_DIR"]).table
     assert table[table["run_id"] == "both123"][M.EPOCH].tolist() == [1, 2, 3, 4]
@@ -293,7 +293,7 @@ def test_wandb_core_dying_alone_is_not_a_deterministic_failure(wandb_env):
 
     resumed = train(wandb_env, *args, "--resume=core123")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    from analysis.offline import load_offline_runs
+    from analysis.pull.offline import load_offline_runs
 
     table = load_offline_runs(wandb_env["WANDB_DIR"]).table
     assert table[table["run_id"] == "core123"][M.EPOCH].tolist() == [1, 2, 3]

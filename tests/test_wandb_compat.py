@@ -1,4 +1,4 @@
-"""analysis.wandb_compat against the fake service and a service that never answers."""
+"""analysis.wandb_io.compat against the fake service and a service that never answers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("wandb")
 
-from analysis.wandb_compat import run_stop_requested  # noqa: E402
+from analysis.wandb_io.compat import run_stop_requested  # noqa: E402
 
 
 def test_stop_status_comes_from_the_service(fake_wandb):

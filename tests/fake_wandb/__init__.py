@@ -1,4 +1,4 @@
-"""A small fake W&B backend for tests (the offline ``.wandb`` readers live in analysis.offline).
+"""A small fake W&B backend for tests.
 
 Test infrastructure: standard library only, except that grid sweeps are expanded by W&B's own
 sweep engine, the ``sweeps`` package (``grid``), YAML sweep configs are read with PyYAML
@@ -47,21 +47,11 @@ The package, one module per concern:
 * ``handler``: the HTTP handler, request log, injected faults and rate-limit windows.
 * ``server``: ``FakeWandb`` itself (settings, start/stop, operation dispatch).
 
-The offline readers ``iter_wandb_records``, ``read_offline_history`` and
-``read_offline_run`` (parsers of an offline run's ``run-*.wandb`` file) live in
-``analysis.offline``; this package re-exports them for older imports, as it does the
-helpers tests import from the former single module (``_b64``, ``_GraphQLError``, ...).
+The offline readers (parsers of an offline run's ``run-*.wandb`` file) are product code:
+``analysis.wandb_io.offline_runs``.
 """
 
 from __future__ import annotations
-
-# The offline ``.wandb`` readers are product code (``--offline`` needs them); re-exported here
-# for the tests that import them from the fake.
-from analysis.offline import (  # noqa: F401
-    iter_wandb_records,
-    read_offline_history,
-    read_offline_run,
-)
 
 from .agents import _AgentOps  # noqa: F401
 from .common import (  # noqa: F401
@@ -87,7 +77,4 @@ __all__ = [
     "FakeRun",
     "FakeSweep",
     "grid_points",
-    "iter_wandb_records",
-    "read_offline_history",
-    "read_offline_run",
 ]

@@ -1,112 +1,37 @@
-"""Pull every run of a W&B sweep into the tidy table (SPEC section 8.1-8.2), and pick the runs
-the statistics use (SPEC section 7).
+"""Every run of a W&B sweep and its per-epoch history, through `wandb.Api()` (SPEC section 8.1).
 
-    result = pull_sweep("entity/project/sweep_id", out_dir)   # W&B API, cached under out_dir
-    used, exclusions = select_runs(result.table, acc_key, mse_key, include_unfinished=False,
-                                   runs=result.runs)
+    result = pull_sweep("entity/project/sweep_id", out_dir)   # cached under out_dir/cache/<id>/
 
-How the pull talks to W&B (wandb 0.31, all GraphQL through the wandb-core sidecar):
+One `runs` query with the sweep filter (`lazy=False`: config, summary and the history's last step
+come in it), then per run one key-less history scan in parallel threads. Key-less because W&B's
+scan with `keys=` returns only the rows holding every key, which would drop the epochs where an
+optional key (`val/knn_acc`) is absent. `use_cache=False` because wandb-core's own cache names a
+parquet export by its index, not its URL, so an export read in part and later whole would be read
+stale (wandb 0.31, `Run.scan_history`); `analysis.pull.cache` is the cache.
 
-* **one** `runs` query with the sweep filter (`filters={"sweep": id}`, `lazy=False`, so config,
-  summary and the history's last step come in that same query), then
-* per run, `run.scan_history(use_cache=False)` **without** `keys=` (wandb-core reads a finished
-  run's parquet export, pages through the rest): W&B's scan returns only the rows that
-  contain *every* requested key, so asking for the SPEC's keys would silently drop the epochs
-  where an optional key is missing (`val/knn_acc` off epochs). A key-less scan returns every
-  row with every key it has; rows are matched on `epoch`, a missing key becomes NaN, and rows
-  without an `epoch` (e.g. a logger's own step rows) are ignored and counted;
-* runs are pulled in parallel threads (`ThreadPoolExecutor`, 8 by default), each run's history
-  written to the cache as soon as it is complete.
-
-Retries. wandb-core retries failed HTTP requests itself (429, 5xx; it honours Retry-After), by
-default for minutes and invisibly to Python. The pull gives the `wandb.Api()` it creates the
-smallest wandb-core budget there is instead: a GraphQL retry maximum of 1
-(`analysis.wandb_compat.GRAPHQL_RETRY_MAX`; 0 and negative values mean "wandb-core's default"). wandb-core then
-retries a failed request once (after Retry-After, else after about 2 s; its
-retry-wait settings did not change that wait for API requests in 0.31) and hands
-the error on ("giving up after 2 attempt(s) ... HTTP 429"). This module retries the whole
-operation (the login check, the runs query, one run's history scan) with bounded exponential
-backoff with jitter (`RetryPolicy`: 6 tries, 1 s doubling up to 30 s; an HTTP 429 for up to
-10 minutes of waiting, all threads pausing together) on HTTP 429, 5xx, timeouts and connection errors, and counts each retry (`PullResult.retries`) and each failed
-HTTP attempt reported to it (`PullResult.failures`); a request that wandb-core's one retry
-rescued never reaches Python and is not counted. Other errors (401, 404, GraphQL errors) are
-not retried. A `WANDB__GRAPHQL_RETRY_MAX` set by the user wins; `RetryPolicy.timeout_s` is
-Python's wait for one answer.
-
-Cache (`<out>/cache/<sweep_id>/`): `runs.json` (the listing, written once per pull: sweep path, every run's id, name,
-state, config, summary, last step) and per run `history/<run_id>.parquet` and `<run_id>.json`
-(the state and last step it was pulled at), written once when that run's history is complete, so
-a pull's writes grow linearly with its runs. A re-run whose listing is cached and whose runs all ended
-(finished, failed, crashed) with their histories cached reads the cache and makes **no
-request at all** (not even a login check). An interrupted pull resumes: one new `runs` query,
-then only the runs whose history is missing, still running, or changed since (state or last
-step). `refresh=True` ignores the cache.
-
-Layout: the tidy table is `analysis.tidy`, run selection `analysis.selection`, the retry policy
-`analysis.retries`, runs and states `analysis.runs`, the sweep path `analysis.sweep_path`; their
-names stay importable from here.
+wandb-core is given the smallest retry budget (one retry per HTTP request) so that failures reach
+this module, which retries whole operations with bounded backoff (`analysis.pull.retries`), bounds
+every wait (a history scan has no timeout of its own in wandb 0.31) and names what still failed
+(`PullIncomplete`; the rest is cached, a re-run resumes). A re-run whose runs all ended with their
+histories cached makes no request at all.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from analysis.retries import (
-    EmptyHistory,
-    RetryPolicy,
-    RetryStats,
-    call_with_retries,
-    classify_error,
-    one_line,
-)
-from analysis.runs import (
-    ENDED_STATES,
-    NO_HISTORY,
-    UNKNOWN_STEP,
-    WANDB_STATES,
-    PullError,
-    PullIncomplete,
-    PullResult,
-    RunInfo,
-    tidy_state,
-)
-from analysis.selection import NON_GRID_CONFIG_KEYS, Exclusion, grid_point, select_runs
-from analysis.sweep_path import SweepPathError, parse_sweep_path
-from analysis.tidy import numeric_rows, run_columns, tidy_table
-from analysis.wandb_compat import GRAPHQL_RETRY_MAX, check_graphql_retry_setting
-from mae_gap.fileio import atomic_path, atomic_write
+from analysis.pull.cache import Cache, cache_root
+from analysis.pull.retries import EmptyHistory, RetryPolicy, RetryStats, call_with_retries, one_line
+from analysis.pull.runs import ENDED_STATES, NO_HISTORY, UNKNOWN_STEP, PullError, PullIncomplete, PullResult, RunInfo, tidy_state
+from analysis.pull.tidy import numeric_rows, tidy_table
+from analysis.wandb_io.compat import GRAPHQL_RETRY_MAX, check_graphql_retry_setting
+from analysis.wandb_io.sweep_path import SweepPathError, parse_sweep_path
 from mae_gap.fmt import plural
-
-__all__ = [  # the pull, and the names of the modules split from it that callers import from here
-    "CACHE_VERSION", "ENDED_STATES", "NON_GRID_CONFIG_KEYS", "NO_HISTORY", "UNKNOWN_STEP", "WANDB_STATES",
-    "Cache", "EmptyHistory", "Exclusion", "PullError", "PullIncomplete", "PullResult", "RetryPolicy",
-    "RetryStats", "RunInfo", "cache_root", "call_with_retries", "classify_error", "grid_point", "make_api",
-    "numeric_rows", "parse_sweep", "pull_sweep", "run_columns", "select_runs", "tidy_state", "tidy_table",
-]
-
-CACHE_VERSION = 2  # 2: per-run state files beside the histories (1 kept them in runs.json)
-RUNS_JSON = "runs.json"
-HISTORY_DIR = "history"
-
-
-def parse_sweep(sweep: str, entity: str | None = None, project: str | None = None) -> tuple[str | None, str | None, str]:
-    """`entity/project/id`, `project/id` or `id` (+ entity/project, or WANDB_ENTITY /
-    WANDB_PROJECT) -> (entity or None, project or None, sweep id), by
-    `analysis.sweep_path.parse_sweep_path` (W&B's rules; a sweep URL works too); PullError."""
-    try:
-        return parse_sweep_path(sweep, entity, project)
-    except SweepPathError as exc:
-        raise PullError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- the W&B API
@@ -179,82 +104,6 @@ def _run_info(run: Any, entity: str, project: str) -> RunInfo:
 
 def _jsonable(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
-# --------------------------------------------------------------------------- cache
-
-
-class Cache:
-    """`<root>/runs.json` (the listing, written once per pull) + per run `<root>/history/<run_id>.parquet`
-    and `<run_id>.json` (the state and last step it was pulled at, written after the parquet): a
-    pull writes each run's files once and never rewrites a whole-sweep file (atomic writes,
-    mae_gap.fileio)."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def history_path(self, run_id: str) -> Path:
-        return self.root / HISTORY_DIR / f"{run_id}.parquet"
-
-    def read_listing(self) -> dict[str, Any] | None:
-        p = self.root / RUNS_JSON
-        try:
-            data = json.loads(p.read_text())
-        except (OSError, ValueError):
-            return None
-        if data.get("version") != CACHE_VERSION:
-            return None
-        return data
-
-    def write_listing(self, sweep: str, runs: Sequence[RunInfo]) -> None:
-        data = {
-            "version": CACHE_VERSION,
-            "sweep": sweep,
-            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "runs": [r.to_json() for r in runs],
-        }
-        atomic_write(self.root / RUNS_JSON, json.dumps(data, indent=1, sort_keys=True, default=str))
-
-    def has_history(self, run_id: str) -> bool:
-        return self.history_path(run_id).is_file()
-
-    def history_state(self, run_id: str) -> dict[str, Any] | None:
-        """{"state", "last_step"} of the run when its cached history was pulled; None if none."""
-        try:
-            return json.loads(self.history_path(run_id).with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            return None
-
-    def read_history(self, run_id: str) -> list[dict[str, float]]:
-        frame = pd.read_parquet(self.history_path(run_id))
-        rows = []
-        for rec in frame.to_dict(orient="records"):
-            rows.append({k: v for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v))})
-        return rows
-
-    def write_history(self, run_id: str, rows: Sequence[Mapping[str, Any]], state: Mapping[str, Any]) -> None:
-        clean = numeric_rows(rows)
-        cols = sorted({k for r in clean for k in r})
-        frame = pd.DataFrame.from_records(clean, columns=cols).astype("float64")
-        with atomic_path(self.history_path(run_id)) as tmp:
-            frame.to_parquet(tmp, index=False)
-        atomic_write(self.history_path(run_id).with_suffix(".json"), json.dumps(dict(state), sort_keys=True))
-
-    def cached_for_good(self, pulled: Mapping[str, Any] | None, run: RunInfo) -> bool:
-        """Whether the cached history of `run` is complete and current: pulled after the run
-        ended, in the state and with the last step W&B reports now."""
-        return (
-            pulled is not None
-            and run.last_step != UNKNOWN_STEP  # without W&B's last step nothing says the cache is current
-            and self.has_history(run.run_id)
-            and pulled.get("state") in ENDED_STATES
-            and pulled.get("state") == run.state
-            and int(pulled.get("last_step", UNKNOWN_STEP)) == run.last_step
-        )
-
-
-def cache_root(out_dir: str | os.PathLike, sweep_id: str) -> Path:
-    return Path(out_dir) / "cache" / sweep_id
-
-
 # --------------------------------------------------------------------------- the pull
 
 
@@ -278,7 +127,10 @@ def pull_sweep(
     policy = policy or RetryPolicy()
     stats = RetryStats()
     t0 = time.monotonic()
-    e, p, sid = parse_sweep(sweep, entity, project)
+    try:
+        e, p, sid = parse_sweep_path(sweep, entity, project)
+    except SweepPathError as exc:
+        raise PullError(str(exc)) from None
     cache = Cache(cache_root(out_dir, sid))
     say = progress or (lambda s: None)
 

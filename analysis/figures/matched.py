@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import DEFAULT_ACC_KEY, DEFAULT_MSE_KEY
-from analysis.plot_style import CMAP, alpha_norm, line_color, mse_label, no_data, p_text, plt
+from analysis.figures.style import CMAP, alpha_norm, line_color, mse_label, no_data, p_text, plt
 from mae_gap.fmt import num
 
 

@@ -3,7 +3,7 @@
 Every function takes the tidy table (one row per run and epoch, see `analysis`) and
 returns a Figure (never shows it; the Agg backend is forced). `save_all` writes the PNGs
 the CLI and the W&B upload use. The shared conventions (colour = signed alpha, axes, units)
-live in `analysis.plot_style`.
+live in `analysis.figures.style`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis import ALPHA, ALPHA_MODE, DEFAULT_ACC_KEY, DEFAULT_MSE_KEY, EPOCH, LR, RUN_ID
-from analysis.plot_matched import matched_mse_accuracy
+from analysis import ALPHA, ALPHA_MODE, DEFAULT_ACC_KEY, DEFAULT_MSE_KEY, LR, RUN_ID
+from mae_gap.metrics import EPOCH
+from analysis.figures.matched import matched_mse_accuracy
 from mae_gap.fmt import num, plural
-from analysis.plot_style import (
+from analysis.figures.style import (
     ALPHA_LINSCALE, ALPHA_LINTHRESH, CMAP, DPI, GROUP_COLORS, GROUP_TITLES, LR_MARKERS, acc_label, alpha_colorbar,
     alpha_norm, matplotlib, mse_label, no_data, p_text, plt, scatter_alpha,
     symlog_alpha_ticks, trajectories, valid_points,

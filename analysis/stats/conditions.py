@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis import ALPHA, ALPHA_MODE, EPOCH, LR, RUN_ID, SEED, TIDY_COLUMNS
+from analysis import ALPHA, ALPHA_MODE, LR, RUN_ID, SEED, TIDY_COLUMNS
+from mae_gap.metrics import EPOCH
 
 CONDITION = "condition"  # the label column added by `runs_table`
 

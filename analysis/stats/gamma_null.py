@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis import EPOCH, RUN_ID, SEED
-from analysis.conditions import CONDITION, runs_table
-from analysis.stats import bin_index, tube_volume
+from analysis import RUN_ID, SEED
+from mae_gap.metrics import EPOCH
+from analysis.stats.conditions import CONDITION, runs_table
+from analysis.stats.tube import bin_index, tube_volume
 
 N_DRAWS = 2000
 

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import ALPHA, ALPHA_MODE, LR, RUN_ID, RUN_NAME, SEED, STATE, STATE_FINISHED, STATE_RUNNING
-from analysis.runs import RunInfo, run_label
-from analysis.tidy import as_float, config_value, run_columns
+from analysis.pull.runs import RunInfo, run_label
+from analysis.pull.tidy import as_float, config_value, run_columns
 from mae_gap import metrics as M
 
 # Config keys that are not part of a grid point: provenance and machine-local paths/display.

@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import ALPHA, ANALYSIS_JOB_TYPE, EPOCH, LR, SWEEP_ENV
+from analysis import ALPHA, ANALYSIS_JOB_TYPE, LR, SWEEP_ENV
+from mae_gap.metrics import EPOCH
 from mae_gap.fmt import num
 
 ARTIFACT_TYPE = "analysis"

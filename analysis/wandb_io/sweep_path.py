@@ -41,10 +41,14 @@ def parse_sweep_path(
         raise SweepPathError("no sweep id given")
     m = _URL.search(s) if url else None
     parts = list(m.groups()) if m else s.split("/")
-    if not 1 <= len(parts) <= 3 or (full and len(parts) != 3):
-        raise SweepPathError(f"sweep {text!r}: expected ENTITY/PROJECT/ID" + ("" if full else ", PROJECT/ID or ID"))
-    if any(re.search(r"\s", p) for p in parts) or (full and not all(parts)):
-        raise SweepPathError(f"sweep {text!r}: expected ENTITY/PROJECT/ID without spaces or empty parts")
+    if full and (len(parts) != 3 or not all(parts) or any(re.search(r"\s", p) for p in parts)):
+        hint = (" (add the entity and project)" if len(parts) == 1 else
+                " (not the URL: take ENTITY/PROJECT/SWEEP_ID from it)" if s.startswith(("http://", "https://")) else "")
+        raise SweepPathError(f"sweep {text!r} is not ENTITY/PROJECT/SWEEP_ID, e.g. my-team/mae-gap-smoke/ab12cd34{hint}")
+    if not 1 <= len(parts) <= 3:
+        raise SweepPathError(f"sweep {text!r}: expected ENTITY/PROJECT/ID, PROJECT/ID or ID")
+    if any(re.search(r"\s", p) for p in parts):
+        raise SweepPathError(f"sweep {text!r}: expected ENTITY/PROJECT/ID without spaces")
     sid = parts[-1]
     if sid in ("", ".", ".."):
         raise SweepPathError(f"sweep {text!r}: no sweep id after the last '/'")

@@ -1,6 +1,6 @@
 """The retry policy of the W&B pull: which errors are transient (HTTP 429, 5xx, timeouts,
 connection errors), bounded exponential backoff with jitter, and the shared pause of every
-thread when W&B rate-limits the pull (HTTP 429). See `analysis.pull` for how wandb-core's own
+thread when W&B rate-limits the pull (HTTP 429). See `analysis.pull.api` for how wandb-core's own
 retries are bounded underneath it.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded exponential backoff of analysis.pull, and the budget it gives wandb-core.
+    """Bounded exponential backoff of the pull (analysis.pull.api), and the budget it gives wandb-core.
 
     A failed operation (runs query, one run's history scan, the login check) is tried
     `attempts` times in all; before retry k (1-based) it waits

@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from analysis import ALPHA, EPOCH, RUN_ID  # noqa: E402
+from analysis import ALPHA, RUN_ID  # noqa: E402
+from mae_gap.metrics import EPOCH  # noqa: E402
 from mae_gap import metrics as M  # noqa: E402
 
 ALPHA_LINTHRESH = 1e-5  # |alpha| below this is drawn on a linear scale (SymLogNorm, symlog x)

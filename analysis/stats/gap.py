@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import ALPHA, ALPHA_MODE, DEFAULT_ACC_KEY, DEFAULT_BINS, DEFAULT_MSE_KEY, LR, RUN_ID, RUN_NAME, SEED, STEPS
-from analysis.conditions import CONDITION, Reference, condition_order, final_rows, runs_table
-from analysis.contrasts import Contrast, Omnibus, contrasts
-from analysis.cross_run import CrossRunRho, cross_run_rho
-from analysis.gamma_null import N_DRAWS, GammaNull, gamma_nulls
-from analysis.planner import DEFAULT_EFFECTS, Planner, plan
-from analysis.stats import bin_edges, bin_table, spearman, to_json_safe, tube_volume
+from analysis.stats.conditions import CONDITION, Reference, condition_order, final_rows, runs_table
+from analysis.stats.contrasts import Omnibus, contrasts
+from analysis.stats.cross_run import CrossRunRho, cross_run_rho
+from analysis.stats.gamma_null import N_DRAWS, GammaNull, gamma_nulls
+from analysis.stats.planner import DEFAULT_EFFECTS, Planner, plan
+from analysis.stats.tube import bin_edges, bin_table, spearman, to_json_safe, tube_volume
 from mae_gap import metrics as M
 
 # Names of the per-sign groups in gap_statistics()["by_sign"], with their condition.

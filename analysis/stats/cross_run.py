@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from analysis import DEFAULT_ACC_KEY, DEFAULT_MSE_KEY, EPOCH, RUN_ID, SEED
-from analysis.conditions import CONDITION, final_rows, runs_table
+from analysis import DEFAULT_ACC_KEY, DEFAULT_MSE_KEY, RUN_ID, SEED
+from mae_gap.metrics import EPOCH
+from analysis.stats.conditions import CONDITION, final_rows, runs_table
 
 MIN_UNITS = 3
 EXACT_LIMIT = 100_000

@@ -38,7 +38,7 @@ import pandas as pd
 import scipy.stats
 
 from analysis import RUN_ID, SEED
-from analysis.conditions import CONDITION, Reference, condition_order, parameter_columns, reference_of, runs_table
+from analysis.stats.conditions import CONDITION, Reference, condition_order, parameter_columns, reference_of, runs_table
 
 GRID_POINTS = 50
 MIN_EPOCHS_INSIDE = 2

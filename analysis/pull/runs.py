@@ -2,7 +2,7 @@
 
 `RunInfo` (one run), `PullResult` (a pull or offline read), the run states of the tidy table
 (`tidy_state`: W&B's state -> finished | failed | crashed | running) and the errors of a pull.
-Shared by the W&B pull (`analysis.pull`) and the offline reader (`analysis.offline_runs`).
+Shared by the API pull (`analysis.pull.api`) and the offline one (`analysis.pull.offline`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ their folders and files, pandas-free (standard library + W&B's protobuf classes)
     folders = run_folders(wandb_dir, run_id)        # oldest first, one per start of the run
     info = read_offline_run(folders[-1])            # config, summary, history, exit, preempting
     state = offline_wandb_state(info)               # the state W&B gives it: finished, failed, ...
-    runs, histories, sweep_id = read_offline_sweep("wandb/")   # every run, resumed runs merged
 
 wandb 0.31 has no Python reader of its own for the `run-<id>.wandb` files of offline runs;
 `iter_wandb_records`, `read_offline_history` and `read_offline_run` parse them.
@@ -20,13 +19,11 @@ walks a whole tree (a WANDB_DIR, its `wandb/` folder, or one run folder). Symlin
 States (`offline_wandb_state`), as the W&B server gives them from what the run's last start
 recorded: exit code 0 -> finished; exit code 143 / 130 (agent.train's exit after SIGTERM /
 SIGINT, a preemption), or any non-zero exit or a missing exit record of a run marked preempting
--> preempted (the tidy table's crashed, as `analysis.pull` maps W&B's "preempted"); another
+-> preempted; another
 non-zero exit -> failed; no exit record (killed, or still running) -> crashed.
 
-A run resumed offline gets a new folder with the same run id each time it restarts:
-`read_offline_sweep` merges the folders of one run id in start order (config and summary updated
-in turn, histories concatenated) and takes the state of the last one. The analysis runs this
-package writes (`job_type=ANALYSIS_JOB_TYPE`) are skipped.
+A run resumed offline gets a new folder with the same run id each time it restarts (the analysis
+merges them: `analysis.pull.offline`).
 """
 
 from __future__ import annotations
@@ -35,27 +32,11 @@ import json
 import os
 import re
 import struct
-import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from analysis import ANALYSIS_JOB_TYPE
-from analysis.runs import PullError, RunInfo, tidy_state
-from analysis.sweep_path import SweepPathError, parse_sweep_path
-
-__all__ = [
-    "SIGNAL_EXIT_CODES",
-    "find_offline_run_files",
-    "iter_wandb_records",
-    "offline_state",
-    "offline_wandb_state",
-    "read_offline_history",
-    "read_offline_run",
-    "read_offline_sweep",
-    "run_folders",
-]
 
 SIGNAL_EXIT_CODES = (143, 130)  # 128 + SIGTERM / SIGINT: agent.train's exit when preempted
 
@@ -75,7 +56,7 @@ def iter_wandb_records(path: str | Path) -> Iterator[Any]:
     Reading stops quietly at a truncated or corrupt chunk (a run killed while
     writing), keeping everything before it.
     """
-    from analysis.wandb_compat import record_protos
+    from analysis.wandb_io.compat import record_protos
 
     pb = record_protos()
 
@@ -289,121 +270,3 @@ def offline_wandb_state(info: dict[str, Any]) -> str:
     if code in SIGNAL_EXIT_CODES or info.get("preempting"):
         return "preempted"
     return "crashed" if code is None else "failed"
-
-
-def offline_state(info: dict[str, Any], summary: dict[str, Any] | None = None) -> tuple[str, str]:
-    """(tidy state, W&B state with its detail) of one start, e.g. ("crashed", "preempted (exit
-    code 143)"), ("failed", "failed (exit code 1)"), ("crashed", "crashed (no exit record)");
-    `summary` (the run's, all starts merged) can make it failed (`runs.tidy_state`)."""
-    raw = offline_wandb_state(info)
-    if raw == "finished":
-        return tidy_state(raw, summary), raw
-    detail = f"exit code {info['exit_code']}" if info["complete"] else "no exit record"
-    return tidy_state(raw, summary), f"{raw} ({detail})"
-
-
-# --------------------------------------------------------------------------- a folder of runs
-
-
-def read_offline_sweep(root: str | Path, sweep: str | None = None) -> tuple[list[RunInfo], dict[str, list], str]:
-    """(runs, {run id: history rows}, sweep id) of the offline runs under `root`.
-
-    Runs are grouped by run id (resumed runs merged, see the module docstring) and ordered by
-    their first start. `sweep` (an id, or `entity/project/id`) keeps the runs of that sweep:
-    those whose W&B sweep id or group (agent.local groups runs by its local sweep id) is it.
-    Without it, the runs must come from one sweep (or group), whose id is returned. Raises
-    PullError (one line) for a missing folder, no runs, or several sweeps.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise PullError(f"--offline folder {root} does not exist")
-    merged = sorted((_merge(rid, parts) for rid, parts in _read_starts(root).items()),
-                    key=lambda m: (m.start, m.run.run_id))
-    keep, sweep_id = _of_sweep(merged, sweep, root)
-    for m in keep:
-        m.run.sweep_id = m.run.sweep_id or sweep_id
-    return [m.run for m in keep], {m.run.run_id: m.history for m in keep}, sweep_id
-
-
-class _Merged(NamedTuple):
-    start: float  # the run's first start (POSIX seconds)
-    run: RunInfo
-    history: list[dict[str, Any]]
-    names: frozenset[str]  # its W&B sweep id and group
-
-
-def _read_starts(root: Path) -> dict[str, list[dict[str, Any]]]:
-    """run id -> `read_offline_run` of each of its starts (training runs only)."""
-    files = find_offline_run_files(root)
-    if not files:
-        raise PullError(f"no offline W&B runs (run-*.wandb) under {root}")
-    pieces: dict[str, list[dict[str, Any]]] = {}
-    for f in files:
-        try:
-            info = read_offline_run(f)
-        except (OSError, ValueError) as exc:
-            raise PullError(f"cannot read {f}: {exc}") from exc
-        if info["job_type"] == ANALYSIS_JOB_TYPE:
-            continue
-        info["_start"] = info["start_time"] if info["start_time"] is not None else f.stat().st_mtime
-        pieces.setdefault(info["run_id"], []).append(info)
-    if not pieces:
-        raise PullError(f"no training runs under {root} (only analysis runs)")
-    return pieces
-
-
-def _merge(rid: str, parts: list[dict[str, Any]]) -> _Merged:
-    """The starts of one run id, merged in start order."""
-    parts.sort(key=lambda info: (info["_start"], info["path"]))
-    config: dict[str, Any] = {}
-    summary: dict[str, Any] = {}
-    history: list[dict[str, Any]] = []
-    meta: dict[str, Any] = {}
-    for part in parts:
-        config.update(part["config"])
-        summary.update(part["summary"])
-        history.extend(part["history"])
-        for k in ("run_name", "entity", "project", "sweep_id", "group"):
-            meta[k] = part[k] or meta.get(k)
-    state, raw = offline_state(parts[-1], summary)
-    names = [n for n in (meta.get("sweep_id"), meta.get("group")) if n]
-    run = RunInfo(
-        run_id=rid,
-        run_name=meta.get("run_name") or rid,
-        state=state,
-        wandb_state=raw,
-        config=config,
-        summary={k: v for k, v in summary.items() if v is None or isinstance(v, (bool, int, float, str))},
-        sweep_id=names[0] if names else None,
-        entity=meta.get("entity"),
-        project=meta.get("project"),
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(parts[0]["_start"])),
-        last_step=len(history) - 1,
-        sources=[str(Path(p["path"]).parent) for p in parts],
-    )
-    return _Merged(parts[0]["_start"], run, history, frozenset(names))
-
-
-def _of_sweep(merged: Sequence[_Merged], sweep: str | None, root: Path) -> tuple[list[_Merged], str]:
-    """(the merged runs of `sweep`, its id); without `sweep`, all of them if they are of one sweep."""
-    known = sorted({m.run.sweep_id for m in merged if m.run.sweep_id})
-    if sweep is None:
-        if len(known) > 1:
-            raise PullError(
-                f"the runs under {root} come from {len(known)} sweeps/groups ({', '.join(known)}): give the SWEEP to analyse"
-            )
-        return list(merged), known[0] if known else "offline"
-    try:
-        want = parse_sweep_path(sweep, use_env=False)[2]
-    except SweepPathError as exc:
-        raise PullError(str(exc)) from None
-
-    def of_sweep(m: _Merged) -> bool:  # agent.local groups runs as "<name>-<local sweep id>"
-        return any(n == want or n.endswith(f"-{want}") for n in m.names)
-
-    keep = [m for m in merged if of_sweep(m) or (m.run.sweep_id is None and len(known) <= 1)]
-    if not any(of_sweep(m) for m in keep):
-        raise PullError(
-            f"no offline runs of sweep {want} under {root}" + (f" (sweeps/groups found: {', '.join(known)})" if known else "")
-        )
-    return keep, want

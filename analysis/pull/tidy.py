@@ -13,21 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import (
-    ALPHA,
-    ALPHA_MODE,
-    EPOCH,
-    LR,
-    METRIC_COLUMNS,
-    RUN_ID,
-    RUN_NAME,
-    SEED,
-    STATE,
-    STEPS,
-    TIDY_COLUMNS,
-    TIDY_DTYPES,
-)
-from analysis.runs import RunInfo
+from analysis import ALPHA, ALPHA_MODE, LR, METRIC_COLUMNS, RUN_ID, RUN_NAME, SEED, STATE, STEPS, TIDY_COLUMNS, TIDY_DTYPES
+from mae_gap.metrics import EPOCH
+from analysis.pull.runs import RunInfo
 from mae_gap.config import TrainConfig, effective_alpha_mode
 
 # TrainConfig fields that are a condition's parameters when a sweep varies them: every field but
