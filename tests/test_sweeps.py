@@ -186,7 +186,7 @@ def test_every_sweep_optimizes_the_feature_only_accuracy():
 def test_imagenette_cpu_is_the_real_data_demonstration():
     points = grid(validate(load(SWEEPS / "imagenette_cpu.yaml"), "imagenette_cpu"))
     cfgs = [parse_args(sweep_args(p)["args"]) for p in points]
-    assert {(c.alpha, c.effective_alpha_mode) for c in cfgs} == {(-1.0, "grl"), (0.0, "grl"), (1.0, "grl"),
+    assert {(c.alpha, c.alpha_policy.runs) for c in cfgs} == {(-1.0, "grl"), (0.0, "grl"), (1.0, "grl"),
                                                                    (-1.0, "confusion")}
     assert {c.seed for c in cfgs} == {0, 1, 2, 3, 4}
     c = cfgs[0]

@@ -16,7 +16,8 @@ import pandas as pd
 from analysis import ALPHA, ALPHA_MODE, LR, METRIC_COLUMNS, RUN_ID, RUN_NAME, SEED, STATE, STEPS, TIDY_COLUMNS, TIDY_DTYPES
 from mae_gap.metrics import EPOCH
 from analysis.pull.runs import RunInfo
-from mae_gap.config import TrainConfig, effective_alpha_mode
+from mae_gap.alpha import AlphaPolicy
+from mae_gap.config import TrainConfig
 
 # TrainConfig fields that are a condition's parameters when a sweep varies them: every field but
 # those the tidy table already has (alpha, alpha_mode, lr with blr applied, seed) and those that
@@ -133,7 +134,7 @@ def run_columns(config: Mapping[str, Any]) -> dict[str, Any]:
     steps = as_float(config_value(config, STEPS))
     return {
         ALPHA: alpha,
-        ALPHA_MODE: effective_alpha_mode(alpha, mode) if math.isfinite(alpha) else mode,
+        ALPHA_MODE: AlphaPolicy(alpha, mode).runs if math.isfinite(alpha) else mode,
         LR: lr if math.isfinite(lr) else as_float(config_value(config, LR)),
         SEED: _seed(config_value(config, SEED)),
         STEPS: int(steps) if math.isfinite(steps) else -1,
