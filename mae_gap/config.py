@@ -106,10 +106,6 @@ class TrainConfig:
         return AlphaPolicy(self.alpha, self.alpha_mode)
 
     @property
-    def effective_alpha_mode(self) -> str:  # until analysis and tests ask alpha_policy.runs
-        return self.alpha_policy.runs
-
-    @property
     def effective_lr(self) -> float:
         """The peak lr actually used: blr * global batch / 256 (MAE's rule) when blr is set, else lr."""
         return self.blr * self.batch_size * self.devices / 256 if self.blr > 0 else self.lr
@@ -121,10 +117,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def effective_alpha_mode(alpha: float, alpha_mode: str) -> str:  # until analysis.tidy asks AlphaPolicy(...).runs
-    return AlphaPolicy(alpha, alpha_mode).runs
 
 
 class ConfigError(ValueError):

@@ -8,7 +8,6 @@ import torch
 
 from mae_gap import metrics as M
 from mae_gap.config import preset
-from mae_gap.data import load_data
 from mae_gap.knn import knn_accuracy
 from mae_gap.module import NonFiniteLoss, fit, warmup_cosine
 
