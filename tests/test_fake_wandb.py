@@ -22,14 +22,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import FAKE_ENTITY, serve_fake_wandb  # noqa: E402
-from fake_wandb import (  # noqa: E402
-    FakeWandb,
-    grid_points,
-    next_grid_point,
-    iter_wandb_records,
-    read_offline_history,
-    read_offline_run,
-)
+from fake_wandb import FakeWandb  # noqa: E402
+from fake_wandb.grid import grid_points, next_grid_point  # noqa: E402
+
+from analysis.wandb_io.offline_runs import iter_wandb_records, read_offline_history, read_offline_run  # noqa: E402
 
 wandb = pytest.importorskip("wandb")
 

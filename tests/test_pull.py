@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import FAKE_ENTITY, isolated_wandb_env  # noqa: E402
-from fake_wandb import _GraphQLError  # noqa: E402
+from fake_wandb.common import _GraphQLError  # noqa: E402
 
 from analysis import (  # noqa: E402
     ALPHA,

@@ -12,7 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import serve_fake_wandb  # noqa: E402
-from fake_wandb import FakeWandb, _b64  # noqa: E402
+from fake_wandb import FakeWandb  # noqa: E402
+from fake_wandb.common import _b64  # noqa: E402
 from test_pull import ENTITY, PROJECT, epoch_rows  # noqa: E402
 
 from analysis.figures import plots  # noqa: E402

@@ -53,28 +53,5 @@ The offline readers (parsers of an offline run's ``run-*.wandb`` file) are produ
 
 from __future__ import annotations
 
-from .agents import _AgentOps  # noqa: F401
-from .common import (  # noqa: F401
-    _EPOCH,
-    _ID_ALPHABET,
-    FakeRequest,
-    _b64,
-    _GraphQLError,
-    _iso,
-    _new_id,
-    _wire,
-)
-from .filters import _compare, _lookup, _matches, _sort_runs  # noqa: F401
-from .grid import grid_points, next_grid_point  # noqa: F401
-from .handler import _ANONYMOUS_OPS, _OP_RE, _Fault, _first_field, _Handler  # noqa: F401
-from .ops_runs import _sample  # noqa: F401
 from .records import FakeRun, FakeSweep
 from .server import FakeWandb
-
-__all__ = [
-    "FakeWandb",
-    "FakeRequest",
-    "FakeRun",
-    "FakeSweep",
-    "grid_points",
-]
