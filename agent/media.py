@@ -19,11 +19,14 @@ class ReconstructionPanel(pl.Callback):
     val images as a W&B image, logged uncommitted just before the module logs the epoch's row
     (Lightning calls callbacks' on_train_epoch_end first), so it lands in that same row."""
 
-    def __init__(self, run: Any, cfg: TrainConfig):
-        self.run, self.cfg = run, cfg
+    def __init__(self, run: Any, cfg: TrainConfig, logger: Any = None):
+        self.run, self.cfg, self.logger = run, cfg, logger
 
     def due(self, epoch: int) -> bool:
+        """A panel epoch whose row will be logged (not one an earlier attempt of the run logged)."""
         every = self.cfg.recon_every
+        if self.logger is not None and self.logger.already_logged(epoch):
+            return False
         return every > 0 and (epoch % every == 0 or epoch == self.cfg.epochs)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -155,17 +155,17 @@ def define_epoch_axis(run) -> None:
 
 
 def attach_logger(run, cfg: TrainConfig, data):
-    """Lightning's WandbLogger on `run`, with the epoch axis; the run config gains the data's
+    """Lightning's WandbLogger on `run` (`OncePerEpochLogger`: told the epochs an earlier attempt got
+    into W&B, it logs none of them again), with the epoch axis; the run config gains the data's
     fingerprint, the lr actually used and the training length (runs of different batch sizes
     then compare like with like)."""
-    from pytorch_lightning.loggers import WandbLogger
-
+    from agent.epoch_logger import OncePerEpochLogger
     from mae_gap.module import steps_per_epoch
 
     n_steps = steps_per_epoch(cfg, int(data.train_labels.shape[0]))
     run.config.update({"data_fingerprint": data.fingerprint, "effective_lr": cfg.effective_lr,
                        "steps_per_epoch": n_steps, "total_steps": n_steps * cfg.epochs}, allow_val_change=True)
-    logger = WandbLogger(experiment=run)
+    logger = OncePerEpochLogger(experiment=run, logged=epochs_in_wandb(run))
     logger.experiment  # WandbLogger defines its own step metric on first access; ours overrides it
     define_epoch_axis(run)
     return logger
@@ -281,11 +281,11 @@ def epochs_in_wandb(run) -> set[int]:
     return epochs
 
 
-def relog_lost_epochs(run, logger, ckpt: Path) -> list[int]:
+def relog_lost_epochs(logger, ckpt: Path) -> list[int]:
     """Logs again the epoch rows the checkpoint has but W&B lost (a run killed together with its
-    wandb-core loses what was logged after wandb-core's last flush; its checkpoint may be newer)."""
-    have = epochs_in_wandb(run)
-    lost = [row for row in checkpoint_rows(ckpt) if int(row[M.EPOCH]) not in have]
+    wandb-core loses what was logged after wandb-core's last flush; its checkpoint may be newer).
+    `logger` knows the epochs W&B holds (`OncePerEpochLogger`)."""
+    lost = [row for row in checkpoint_rows(ckpt) if not logger.already_logged(row[M.EPOCH])]
     for row in lost:
         logger.log_metrics(row)
     return [int(r[M.EPOCH]) for r in lost]
@@ -330,12 +330,16 @@ def train_attempt(run, cfg: TrainConfig, ckpt: Path, signals: SignalRecord, prog
             progress["marked"] = True
         if resume_from:
             print(f"agent.train: resuming run {run.id} from {resume_from}", file=sys.stderr)
-            relogged = relog_lost_epochs(run, logger, ckpt)
+            relogged = relog_lost_epochs(logger, ckpt)
             if relogged:
                 print(f"agent.train: logged again epoch(s) {relogged}: the killed attempt's W&B record lacked them",
                       file=sys.stderr)
-        callbacks = [EpochCheckpoint(ckpt), ReconstructionPanel(run, cfg)]
-        return fit(cfg, logger=logger, data=data, callbacks=callbacks, ckpt_path=resume_from)
+        callbacks = [EpochCheckpoint(ckpt), ReconstructionPanel(run, cfg, logger)]
+        result = fit(cfg, logger=logger, data=data, callbacks=callbacks, ckpt_path=resume_from)
+        if logger.dropped:
+            print(f"agent.train: trained epoch(s) {logger.dropped} again but did not log them: an earlier attempt "
+                  "had (it was stopped between logging an epoch and checkpointing it)", file=sys.stderr)
+        return result
     finally:
         signals.settle()
 

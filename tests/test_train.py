@@ -3,6 +3,7 @@ end of a run stopped from the UI in-process (its two signals in either order).""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import signal
@@ -213,15 +214,26 @@ def _wandb_core_of(pid: int) -> list[int]:
 
 
 def test_sigterm_then_resume_gives_each_epoch_once_and_the_uninterrupted_result(wandb_env):
+    """Preempted in epoch 3 with its checkpoint put back to epoch 1, as if the signal had come after
+    epoch 2's row was logged but before its checkpoint was written: the resumed run trains epoch 2
+    again and does not log it again; every epoch once, each equal to an uninterrupted run's."""
     args = [*TINY, "--epochs=5", "--train_limit=1024", "--val_limit=128", "--batch_size=32", "--knn_every=0"]
-    proc, ckpt = _train_until_checkpoint(wandb_env, args, "pre123", 1)  # two epochs done
+    proc, ckpt = _train_until_checkpoint(wandb_env, args, "pre123", 0)  # one epoch done
+    first_epoch = ckpt.read_bytes()
+    assert torch.load(io.BytesIO(first_epoch), map_location="cpu", weights_only=False)["epoch"] == 0, "too late"
+    deadline = time.monotonic() + 240
+    while _checkpoint_epoch(ckpt) != 1:  # two epochs done
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)  # during epoch 3
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
+    ckpt.write_bytes(first_epoch)
 
     resumed = train(wandb_env, *args, "--resume=pre123")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming run pre123 from {ckpt}" in resumed.stderr
+    assert "trained epoch(s) [2] again but did not log them" in resumed.stderr
 
     reference = train(wandb_env, *args, "--resume=ref456")
     assert reference.returncode == 0
