@@ -313,15 +313,16 @@ def under_sweep() -> bool:
 def train_attempt(run, cfg: TrainConfig, ckpt: Path, signals: SignalRecord, progress: dict[str, bool]):
     """One attempt's training: data, logger, the preempting mark (`progress["marked"]`), the epochs W&B
     lost, fit; returns fit's result. However it ends, later signals are only noted (`settle`)."""
-    from agent.media import ReconstructionPanel
     from mae_gap.data import check_source, load_data
-    from mae_gap.module import EpochCheckpoint, fit
 
     resume_from = str(ckpt) if ckpt.exists() else None
     try:
         signals.install()
-        check_source(cfg)
+        check_source(cfg)  # bad input fails here, before Lightning and timm are imported (seconds)
         data = load_data(cfg)
+        from agent.media import ReconstructionPanel
+        from mae_gap.module import EpochCheckpoint, fit
+
         logger = attach_logger(run, cfg, data)
         if under_sweep():
             # From here on a run that dies silently (node lost, wandb-core killed with the job) is
@@ -386,17 +387,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(run, earlier, marked=under_sweep())
     os.environ[RUN_ID_ENV] = run.id  # DDP ranks > 0 find the checkpoint through it
 
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
-
     from mae_gap.data import DataError
-    from mae_gap.module import NonFiniteLoss
+    from mae_gap.losses import NonFiniteLoss  # torch only: bad data fails before Lightning is imported
 
     ckpt = checkpoint_path(cfg, run.id)
     resumed = bool(run.resumed) or ckpt.exists()
     try:
         result = train_attempt(run, cfg, ckpt, signals, progress)
     except (KeyboardInterrupt, SystemExit) as stop_exc:  # Lightning turns SIGTERM/SIGINT into SystemExit
-        return interrupted(run, stop, ckpt, isinstance(stop_exc, SIGTERMException) or signals.signum == signal.SIGTERM)
+        return interrupted(run, stop, ckpt, lightning_sigterm(stop_exc) or signals.signum == signal.SIGTERM)
     except DataError as err:  # before the preempting mark: failed, never requeued; no marker needed
         print(f"agent.train: {err}", file=sys.stderr)
         return fail(run, str(err), marked=progress["marked"])
@@ -413,6 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         return fail(run, f"{type(err).__name__}: {err}", marker=marker, marked=progress["marked"])
     return complete(run, cfg, opts, ckpt, result, resumed)
+
+
+def lightning_sigterm(exc: BaseException) -> bool:
+    """Is `exc` Lightning's SIGTERMException (its answer to a SIGTERM)? Lightning can raise it only
+    once imported, so it is not imported here to ask."""
+    exceptions = sys.modules.get("pytorch_lightning.utilities.exceptions")
+    return exceptions is not None and isinstance(exc, exceptions.SIGTERMException)
 
 
 def stopped_from_ui(run) -> bool:

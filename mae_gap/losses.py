@@ -10,6 +10,16 @@ from torch import Tensor, nn
 
 from .alpha import AlphaPolicy
 
+LOSS_TERMS = ("rec", "head_ce", "probe_ce", "loss")  # a step's loss terms, in the order of its finite-check flags
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss term went NaN/inf: the run must stop and be marked failed (SPEC §7)."""
+
+    def __init__(self, epoch: int, step: int, term: str):
+        super().__init__(f"non-finite {term} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.term = epoch, step, term
+
 
 class _GradScale(torch.autograd.Function):
     """Identity forward, gradient times alpha backward (DANN's gradient reversal is alpha = -1)."""

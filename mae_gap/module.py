@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from . import metrics as M
 from .config import TrainConfig
+from .losses import LOSS_TERMS, NonFiniteLoss
 from .data import DataSplits, augment, check_source, load_data, normalize
 from .fileio import atomic_path
 from .grad_taps import GradTaps
@@ -37,19 +38,10 @@ from .progress import epoch_line
 from .model import MaskedAutoencoder, param_groups, val_mask_noise
 from .readout import readout
 
-LOSS_TERMS = ("rec", "head_ce", "probe_ce", "loss")  # order of the finite-check flags
 # The named per-epoch sums; every "images" sum is the count the others are divided by.
 TRAIN_SUMS = (*LOSS_TERMS, "head_correct", "images", "grad_ratio", "steps")
 VAL_SUMS = ("rec", "pixel", "head_correct", "probe_correct", "images")
 HISTORY_KEY = "mae_gap_history"  # the epoch rows logged so far, in every epoch checkpoint
-
-
-class NonFiniteLoss(RuntimeError):
-    """A loss term went NaN/inf: the run must stop and be marked failed (SPEC §7)."""
-
-    def __init__(self, epoch: int, step: int, term: str):
-        super().__init__(f"non-finite {term} at epoch {epoch}, step {step}")
-        self.epoch, self.step, self.term = epoch, step, term
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:

@@ -9,7 +9,8 @@ import torch
 from mae_gap import metrics as M
 from mae_gap.config import preset
 from mae_gap.knn import knn_accuracy
-from mae_gap.module import NonFiniteLoss, fit, warmup_cosine
+from mae_gap.losses import NonFiniteLoss
+from mae_gap.module import fit, warmup_cosine
 
 
 def tiny(tmp_path, **overrides):
