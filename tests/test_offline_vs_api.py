@@ -91,7 +91,8 @@ def test_agent_local_offline_runs_and_the_same_runs_through_the_api_give_one_tab
     assert [r["run_id"] for r in manifest["runs"]] == list(infos)  # one start each, in grid order
     for run, grid in zip(manifest["runs"], smoke_points(), strict=True):
         info = infos[run["run_id"]]
-        assert info["exit_code"] == 0
+        assert info["exit_code"] == 0 and run["state"] == "finished"
+        assert run["summary"][M.EPOCH] == 2 and run["summary"][M.VAL_MSE] == info["history"][-1][M.VAL_MSE]
         assert {k: info["config"][k] for k in grid} == grid, "the run's config is its grid point"
         assert info["group"] == manifest["group"] and info["project"] == PROJECT
         assert [row[EPOCH] for row in info["history"]] == [1, 2]
