@@ -25,10 +25,18 @@ import pytest
 
 from fake_wandb import FakeWandb
 
-# The real `wandb agent` CLI, its poll interval cut from 5 s to 0.05 s (nothing else of it changed):
-# for tests that check what it runs, not how long it waits between runs.
-FAST_WANDB_AGENT = [sys.executable, "-c", "import sys; from wandb import wandb_agent; "
-                    "wandb_agent.Agent.POLL_INTERVAL = 0.05; from wandb.cli.cli import cli; sys.exit(cli())", "agent"]
+
+
+def wandb_agent_polling_every(seconds: float) -> list[str]:
+    """The real `wandb agent` CLI (`... SWEEP` to append), its poll interval (5 s in wandb 0.31's
+    `Agent.POLL_INTERVAL`) cut to `seconds`, nothing else of it changed: for tests that check what
+    it does, not how long it waits between heartbeats."""
+    code = (f"import sys; from wandb import wandb_agent; wandb_agent.Agent.POLL_INTERVAL = {seconds!r}; "
+            "from wandb.cli.cli import cli; sys.exit(cli())")
+    return [sys.executable, "-c", code, "agent"]
+
+
+FAST_WANDB_AGENT = wandb_agent_polling_every(0.05)  # runs that exit at once: seconds for a whole grid
 FAKE_ENTITY = "fake-team"  # the entity the fake_wandb fixture's server answers for
 # Removed from the inherited environment: every W&B setting (mode, entity, project, sweep and
 # run ids, service, retry settings, ...) and this project's own (MAE_GAP_CACHE).

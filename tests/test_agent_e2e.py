@@ -13,8 +13,8 @@ environment of its own (`Sweep.client`).
 
 How the pieces meet (wandb 0.31's `wandb_agent.py`, its wandb-core, and W&B's docs):
 
-* The agent heartbeats every 5 s; it starts the next command only after a heartbeat, so every
-  run costs a multiple of 5 s. `${interpreter}` is the literal `python` of PATH: the venv's bin
+* The agent heartbeats every 5 s (here every `AGENT_POLL_S`: its `Agent.POLL_INTERVAL`, nothing
+  else of it changed); it starts the next command only after a heartbeat. `${interpreter}` is the literal `python` of PATH: the venv's bin
   goes first.
 * The agent never reports exit codes. The service learns a run's state from the run itself: its
   file stream (`mark_preempting()` sends `preempting`, `run.finish(exit_code=N)` sends `exitcode`).
@@ -47,14 +47,15 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import isolated_wandb_env, wandb_pointed_at  # noqa: E402
+from conftest import isolated_wandb_env, wandb_agent_polling_every, wandb_pointed_at  # noqa: E402
 from fake_wandb import FakeRun, FakeWandb  # noqa: E402
 
 from mae_gap import metrics as M  # noqa: E402
 from mae_gap.config import PRESETS  # noqa: E402
 
 wandb = pytest.importorskip("wandb")
-pytestmark = pytest.mark.slow  # real training runs behind a 5-s polling agent
+pytestmark = pytest.mark.slow  # real training runs behind a polling agent
+AGENT_POLL_S = 0.5  # the agent's heartbeat interval here (5 s in wandb 0.31): every command waits for one
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -156,12 +157,11 @@ class Sweep:
         self.env.update(self.fake.env())
         self.sid = self.fake.add_sweep(ENTITY, PROJECT, sweep_text)
         self.deadline = time.monotonic() + timeout
-        cli = BIN / "wandb"
-        cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "wandb"]
+        cmd = wandb_agent_polling_every(AGENT_POLL_S)
         for i in range(agents):  # started together: they ask for their first point at the same instant
             with open(self.tmp / f"agent{i}.log", "wb") as log:  # the children write here too
                 self.agents.append(subprocess.Popen(
-                    [*cmd, "agent", f"{ENTITY}/{PROJECT}/{self.sid}"], env=self.env, cwd=self.tmp,
+                    [*cmd, f"{ENTITY}/{PROJECT}/{self.sid}"], env=self.env, cwd=self.tmp,
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
     def wait_for(self, cond, what: str) -> None:
