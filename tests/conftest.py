@@ -113,17 +113,23 @@ def teardown_wandb(patience_s: float = 20.0) -> None:
 
     import wandb
 
+    killed: list[int] = []
+
     def kill_cores() -> None:
         for pid in _children(os.getpid()):
             with contextlib.suppress(OSError):
                 if b"wandb-core" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
 
     timer = threading.Timer(patience_s, kill_cores)
     timer.daemon = True
     timer.start()
     try:
         wandb.teardown()
+    except SystemExit:  # wandb.teardown exits with wandb-core's exit code (-9 once it was killed)
+        if not killed:
+            raise
     finally:
         timer.cancel()
 
