@@ -2,7 +2,7 @@
 
     python -m agent.local sweeps/smoke.yaml [--gpus all|0,1] [--per-gpu N] [--set key=value ...]
                           [--count N] [--project P] [--entity E] [--sweep-id ENTITY/PROJECT/ID]
-                          [--out DIR] [--online] [--dry-run]
+                          [--out DIR] [--online] [--dry-run] [--skip-equivalent]
     python -m agent.local --resume outputs/local/smoke-XXXXXXXX     # re-run what did not finish
 
 It does what `wandb sweep` + `wandb agent` do with the same file, without a W&B server:
@@ -89,7 +89,7 @@ def _last_line(path: str) -> str:
 class Controller:
     def __init__(self, plan: Plan, slots: list[str | None], count: int | None, out=sys.stdout):
         self.plan, self.slots, self.out = plan, slots, out
-        todo = [r for r in plan.runs if r.state != "finished"]
+        todo = plan.todo
         self.todo = deque(todo[:count] if count else todo)
         self.total = len(self.todo)
         self.done = self.started = 0
@@ -264,7 +264,7 @@ def next_steps(plan: Plan) -> str:
     if not plan.online and ran:
         lines.append(f"  wandb sync {wandb_sub}/offline-run-*     # upload to W&B project {plan.project} (needs an account)")
     lines.append(f"  python -m analysis.pull_and_plot --offline {wandb_sub}     # tube plot and statistics")
-    unfinished = [r for r in plan.runs if r.state != "finished"]
+    unfinished = plan.todo
     if unfinished:
         lines.append(f"  python -m agent.local --resume {relpath(plan.out_dir)}     # re-run the {len(unfinished)} unfinished run(s)")
     return "\n".join(lines)
@@ -277,7 +277,8 @@ def describe(plan: Plan, slots: list[str | None]) -> str:
     mode = "W&B online" if plan.online else "W&B offline"
     sweep = (f"W&B sweep {plan.remote_sweep}" if plan.remote_sweep else
              f"local sweep {plan.sweep_id} (runs grouped as {plan.group})")
-    count = f"{len(plan.runs)} run(s)"
+    n_skip = sum(r.state == "skipped" for r in plan.runs)
+    count = f"{len(plan.runs)} run(s)" + (f" ({n_skip} skipped: equivalent to an earlier point)" if n_skip else "")
     lines = [
         f"agent.local: {plan.yaml_path}: {count}, grid {' x '.join(swept) or 'of one point'}; "
         f"{where}; {mode}; project {plan.project}" + (f", entity {plan.entity}" if plan.entity else ""),
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb-dir", metavar="DIR", help="WANDB_DIR of the runs (default: the output folder)")
     p.add_argument("--online", action="store_true", help="keep the user's W&B mode instead of WANDB_MODE=offline")
     p.add_argument("--dry-run", action="store_true", help="validate and print the runs' commands, run nothing")
+    p.add_argument("--skip-equivalent", action="store_true",
+                   help="skip grid points that train what an earlier point trains (confusion at alpha >= 0 is grl); "
+                        "`wandb agent` runs them all, so not with --sweep-id")
     p.add_argument("--resume", metavar="DIR", help="re-run the unfinished runs of an earlier sweep folder with the same run ids (agent.train resumes them from their last epoch checkpoint)")
     return p
 
@@ -336,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(describe(plan, slots), flush=True)
     if args.dry_run:
-        todo = [r for r in plan.runs if r.state != "finished"]
+        todo = plan.todo
         for n, run in enumerate(todo[: args.count] if args.count else todo):
             gpu = slots[n % len(slots)]
             pre = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu is not None else ""
@@ -362,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     print("", flush=True)
     print(table(plan))
     n_ok = sum(r.state == "finished" for r in plan.runs)
-    print(f"\n{n_ok}/{len(plan.runs)} run(s) finished"
+    n_skip = sum(r.state == "skipped" for r in plan.runs)
+    print(f"\n{n_ok}/{len(plan.runs) - n_skip} run(s) finished" + (f" ({n_skip} skipped as equivalent)" if n_skip else "")
           + (" (interrupted)" if interrupted else "")
           + f"; logs in {relpath(plan.out_dir / 'logs')}")
     print(next_steps(plan), flush=True)

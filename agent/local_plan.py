@@ -16,6 +16,8 @@ from typing import Any
 
 from agent.sweep_config import SweepConfigError, build_command, grid, load, parse_override, validate
 from analysis.wandb_io.sweep_path import SweepPathError, parse_sweep_path
+from mae_gap.alpha import AlphaPolicy
+from mae_gap.config import TrainConfig
 from mae_gap.fileio import write_json
 
 MANIFEST = "sweep.json"
@@ -33,7 +35,7 @@ class Run:
     run_id: str
     params: dict[str, Any]
     command: list[str] = field(default_factory=list)
-    state: str = "pending"  # pending | running | finished | failed | preempted | crashed | killed
+    state: str = "pending"  # pending | running | finished | failed | preempted | crashed | killed | skipped
     exit_code: int | None = None
     seconds: float | None = None
     log: str = ""
@@ -59,6 +61,11 @@ class Plan:
     wandb_dir: Path
     online: bool
     runs: list[Run]
+
+    @property
+    def todo(self) -> list[Run]:
+        """The runs still to run: neither finished nor skipped (`--skip-equivalent`)."""
+        return [r for r in self.runs if r.state not in ("finished", "skipped")]
 
     @property
     def name(self) -> str:
@@ -119,6 +126,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         return _resume_plan(args, overrides)
     if not args.sweep:
         raise SweepConfigError("give a sweep YAML (python -m agent.local sweeps/smoke.yaml) or --resume DIR")
+    if args.skip_equivalent and args.sweep_id:
+        raise SweepConfigError("--skip-equivalent leaves grid points of the W&B sweep open for its next agent, "
+                               "which would train them: drop --skip-equivalent with --sweep-id")
     config = load(args.sweep)
     values = validate(config, args.sweep, overrides)
     remote, sweep_id, project, entity = "", new_id(), args.project, args.entity
@@ -139,7 +149,27 @@ def make_plan(args: argparse.Namespace) -> Plan:
     for run in runs:
         run.command = build_command(config, run.params, str(plan.args_json_path(run)))
         run.log = str(out_dir / "logs" / f"{run.index:03d}-{run.run_id}.log")
+    if args.skip_equivalent:
+        skip_equivalent(runs)
     return plan
+
+
+def equivalence_key(params: dict[str, Any]) -> str:
+    """Grid points with equal keys train the same thing: the parameters with `alpha_mode` replaced
+    by the mode that really runs (`AlphaPolicy.runs`: confusion at alpha >= 0 is grl)."""
+    policy = AlphaPolicy(float(params.get("alpha", TrainConfig.alpha)), params.get("alpha_mode", TrainConfig.alpha_mode))
+    return json.dumps({**params, "alpha_mode": policy.runs}, sort_keys=True, default=str)
+
+
+def skip_equivalent(runs: list[Run]) -> None:
+    """Marks each grid point that trains what an earlier point trains as skipped, naming that run
+    (`--skip-equivalent`; `wandb agent` runs every point)."""
+    first: dict[str, Run] = {}
+    for run in runs:
+        covered_by = first.setdefault(equivalence_key(run.params), run)
+        if covered_by is not run:
+            run.state = "skipped"
+            run.summary = {"skipped": f"trains what run {covered_by.run_id} trains"}
 
 
 def _resume_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> Plan:
@@ -157,8 +187,7 @@ def _resume_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> Plan:
     plan = Plan(data["yaml"], data["config"], values, data.get("overrides") or {}, data["sweep_id"],
                 data.get("remote_sweep", ""), data["project"], data.get("entity", ""), data["group"],
                 Path(args.resume).resolve(), Path(data["wandb_dir"]), data.get("online", False) or args.online, runs)
-    for run in runs:
-        if run.state != "finished":
-            run.state, run.exit_code, run.seconds = "pending", None, None
+    for run in plan.todo:
+        run.state, run.exit_code, run.seconds = "pending", None, None
     return plan
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from agent import local
+from agent.local_plan import equivalence_key
 from analysis.wandb_io.offline_runs import iter_wandb_records, read_offline_run
 from agent.sweep_config import grid, load, validate
 from conftest import FAKE_ENTITY, FAST_WANDB_AGENT
@@ -123,15 +124,62 @@ def test_every_command_and_param_file_is_the_real_wandb_agents(fake_wandb, tmp_p
     assert len(whole) == 9 and "--alpha=-10" in whole
 
 
-def test_imagenette_cpu_runs_every_grid_point_as_wandb_agent_does(tmp_path, capsys):
-    """30 points (alpha {-1, 0, 1} x mode {grl, confusion} x 5 seeds): all run, as under `wandb
-    agent`, although confusion at alpha >= 0 trains what grl does (the analysis reports those
-    copies as duplicate grid points)."""
-    code, out, err = main(capsys, str(SWEEPS / "imagenette_cpu.yaml"), "--dry-run", "--out", str(tmp_path / "o"))
+@pytest.mark.parametrize("yaml_file", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_no_sweep_yaml_trains_a_point_twice(yaml_file):
+    """`wandb agent` runs every grid point, so no YAML may hold two points that train the same thing."""
+    keys = [equivalence_key(params) for params in grid(validate(load(str(yaml_file)), str(yaml_file), {}))]
+    assert len(set(keys)) == len(keys)
+
+
+def test_imagenette_cpu_arms_are_the_runs_of_the_committed_table():
+    """The imagenette CPU study is two sweeps (grl alpha in {-1, 0, 1}; its confusion arm at alpha = -1)
+    with the same settings and seeds; together they are exactly the 20 runs of the committed table."""
+    import pandas as pd
+
+    arms = [grid(validate(load(str(SWEEPS / f"{n}.yaml")), n, {})) for n in ("imagenette_cpu", "imagenette_cpu_confusion")]
+    varied = {"alpha", "alpha_mode", "seed"}
+    shared = [{k: v for k, v in p.items() if k not in varied} for arm in arms for p in arm]
+    assert all(s == shared[0] for s in shared)
+    points = sorted((float(p["alpha"]), p["alpha_mode"], p["seed"]) for arm in arms for p in arm)
+    table = pd.read_csv(ROOT / "analysis" / "results" / "imagenette_cpu" / "trajectories.csv")
+    runs = table.groupby("run_id")[["alpha", "alpha_mode", "seed"]].first()
+    assert points == sorted(runs.itertuples(index=False, name=None)) and len(points) == 20
+
+
+def equivalent_points_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "modes.yaml"
+    config = load(str(SWEEPS / "smoke.yaml"))
+    config["parameters"]["alpha"] = {"values": [-1.0, 0.0, 1.0]}
+    config["parameters"]["alpha_mode"] = {"values": ["grl", "confusion"]}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_skip_equivalent_only_when_asked(tmp_path, capsys):
+    """alpha x {grl, confusion}: all 6 points run by default (as under `wandb agent`); with
+    --skip-equivalent the 2 where confusion at alpha >= 0 is grl are skipped, naming the run that
+    trains them, and stay skipped on --resume; with --sweep-id the flag is refused."""
+    sweep = equivalent_points_yaml(tmp_path)
+    code, out, err = main(capsys, str(sweep), "--dry-run")
+    assert code == 0, err
+    assert len([ln for ln in out.splitlines() if ln.startswith("[")]) == 6
+
+    code, out, err = main(capsys, str(sweep), "--dry-run", "--skip-equivalent")
     assert code == 0, err
     commands = [ln for ln in out.splitlines() if ln.startswith("[")]
-    assert len(commands) == 30 and "imagenette_cpu.yaml: 30 run(s)" in out
-    assert sum("--alpha_mode=confusion" in c for c in commands) == 15
+    assert len(commands) == 4 and "6 run(s) (2 skipped: equivalent to an earlier point)" in out
+    assert [c for c in commands if "--alpha_mode=confusion" in c] == [c for c in commands if "--alpha=-1 --alpha_mode=confusion" in c]
+
+    plan = local.make_plan(args_for(str(sweep), "--skip-equivalent", "--out", str(tmp_path / "o")))
+    by_point = {(r.params["alpha"], r.params["alpha_mode"]): r for r in plan.runs}
+    assert by_point[(1.0, "confusion")].summary == {"skipped": f"trains what run {by_point[(1.0, 'grl')].run_id} trains"}
+    plan.out_dir.mkdir(parents=True)
+    plan.save()
+    resumed = local.make_plan(args_for("--resume", str(tmp_path / "o")))
+    assert [r.run_id for r in resumed.todo] == [r.run_id for r in plan.todo] and len(resumed.todo) == 4
+
+    code, out, err = main(capsys, str(sweep), "--skip-equivalent", "--sweep-id", "team/proj/ab12cd34")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "drop --skip-equivalent with --sweep-id" in err
 
 
 def test_set_overrides_every_run_and_rejects_unknown_keys(tmp_path, capsys):

@@ -13,7 +13,8 @@ from mae_gap.config import TrainConfig, expected_type, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "sweeps"
-NAMES = ["smoke", "quick", "lr_alpha", "full_alpha", "quick_seeds", "noise_floor", "imagenette_cpu"]
+NAMES = ["smoke", "quick", "lr_alpha", "full_alpha", "quick_seeds", "noise_floor", "imagenette_cpu",
+         "imagenette_cpu_confusion"]
 COMMAND = ["${env}", "${interpreter}", "-m", "agent.train", "${args}"]
 
 # SPEC section 6: the original's listed alphas (it says "26 alphas" but lists 25)
@@ -27,6 +28,7 @@ TABLE = {  # file: (epochs, batch, project)
     "quick_seeds": (10, 64, "mae-reconstruction-gap-manual-probes"),
     "noise_floor": (10, 64, "mae-reconstruction-gap-noise-floor"),
     "imagenette_cpu": (6, 128, "mae-gap-imagenette-cpu"),
+    "imagenette_cpu_confusion": (6, 128, "mae-gap-imagenette-cpu"),
 }
 
 
@@ -167,7 +169,7 @@ def test_spec_grids():
     assert lr_alpha["lr"]["values"] == [1e-3, 1e-4] and lr_alpha["alpha"]["values"] == [-0.5, 0.0, 0.5]
     sizes = {n: len(grid(validate(load(SWEEPS / f"{n}.yaml"), n))) for n in NAMES}
     assert sizes == {"smoke": 3, "quick": 3, "lr_alpha": 6, "full_alpha": 25, "quick_seeds": 9, "noise_floor": 5,
-                     "imagenette_cpu": 30}
+                     "imagenette_cpu": 15, "imagenette_cpu_confusion": 5}
 
 
 def test_replicate_sweeps_differ_from_their_base_only_in_the_seed():
@@ -184,11 +186,12 @@ def test_every_sweep_optimizes_the_feature_only_accuracy():
 
 
 def test_imagenette_cpu_is_the_real_data_demonstration():
-    points = grid(validate(load(SWEEPS / "imagenette_cpu.yaml"), "imagenette_cpu"))
+    """Two sweeps, one study: grl alpha in {-1, 0, 1} and the confusion arm at alpha = -1."""
+    points = [p for n in ("imagenette_cpu", "imagenette_cpu_confusion") for p in grid(validate(load(SWEEPS / f"{n}.yaml"), n))]
     cfgs = [parse_args(sweep_args(p)["args"]) for p in points]
     assert {(c.alpha, c.alpha_policy.runs) for c in cfgs} == {(-1.0, "grl"), (0.0, "grl"), (1.0, "grl"),
                                                                    (-1.0, "confusion")}
-    assert {c.seed for c in cfgs} == {0, 1, 2, 3, 4}
+    assert {c.seed for c in cfgs} == {0, 1, 2, 3, 4} and len(cfgs) == 20
     c = cfgs[0]
     assert (c.data_dir, c.img_size, c.patch_size, c.embed_dim, c.depth, c.decoder_embed_dim, c.decoder_depth) == (
         "../shared/data/imagenette-224", 64, 8, 96, 6, 96, 2)
