@@ -2,6 +2,7 @@
 
     python -m analysis.pull_and_plot ENTITY/PROJECT/SWEEP_ID          # W&B API (cached)
     python -m analysis.pull_and_plot SWEEP_ID --entity E --project P
+    python -m analysis.pull_and_plot E/P/SWEEP_A E/P/SWEEP_B          # one study in several sweeps
     python -m analysis.pull_and_plot --offline wandb/                 # offline runs, no account
     python -m analysis.pull_and_plot --table trajectories.csv         # re-analyse a saved tidy table
     python -m analysis.pull_and_plot --help
@@ -50,12 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "SWEEP is ENTITY/PROJECT/SWEEP_ID, or SWEEP_ID with --entity/--project (or "
-            "WANDB_ENTITY/WANDB_PROJECT). Runs that crashed, failed or still run, runs missing "
+            "WANDB_ENTITY/WANDB_PROJECT). Several SWEEPs (or --offline folders) are analysed as one "
+            "study, e.g. a study whose arms are separate sweep YAMLs. Runs that crashed, failed or still run, runs missing "
             "a metric and duplicate grid points are named and left out."
         ),
     )
-    p.add_argument("sweep", nargs="?", metavar="SWEEP", help="the sweep (optional with --offline)")
-    p.add_argument("--offline", metavar="DIR", help="read offline W&B runs (run-*.wandb) under DIR instead of the API")
+    p.add_argument("sweep", nargs="*", metavar="SWEEP", help="the sweep(s) (with --offline: which of a folder's sweeps)")
+    p.add_argument("--offline", metavar="DIR", action="append",
+                   help="read offline W&B runs (run-*.wandb) under DIR instead of the API; repeatable")
     p.add_argument("--table", metavar="FILE", help="re-analyse a tidy table (trajectories.csv or .parquet) instead")
     p.add_argument("--out", metavar="DIR", help=f"output folder (default: {DEFAULT_OUT}/<sweep id>)")
     p.add_argument("--acc", default=DEFAULT_ACC_KEY, metavar="KEY", help=f"accuracy metric (default: {DEFAULT_ACC_KEY})")
@@ -115,8 +118,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     if not args.sweep and not args.offline and not args.table:
         raise CliError("give a SWEEP (ENTITY/PROJECT/SWEEP_ID), --offline DIR or --table FILE")
-    if args.offline and not Path(args.offline).is_dir():
-        raise CliError(f"--offline folder {args.offline} does not exist")
+    for folder in args.offline or ():
+        if not Path(folder).is_dir():
+            raise CliError(f"--offline folder {folder} does not exist")
+    if args.offline and len(args.offline) > 1 and args.sweep:
+        raise CliError("give several SWEEPs of one --offline folder, or several --offline folders of one sweep each")
+    if args.table and args.sweep:
+        raise CliError("--table re-analyses a saved table: give no SWEEP with it")
     if args.table and not Path(args.table).is_file():
         raise CliError(f"--table file {args.table} does not exist")
 
@@ -141,19 +149,24 @@ def load(args: argparse.Namespace):
             raise CliError(str(err)) from None
         return PullResult(table, table_runs(table), Path(args.table).parent.name or "table", "table",
                           seconds=time.monotonic() - t0)
+    from analysis.pull.runs import combine
+
     if args.offline:
         from analysis.pull.offline import load_offline_runs
 
-        return load_offline_runs(args.offline, args.sweep)
+        if len(args.offline) > 1:
+            return combine([load_offline_runs(folder) for folder in args.offline])
+        return combine([load_offline_runs(args.offline[0], sweep) for sweep in args.sweep or [None]])
     from analysis.pull.api import pull_sweep
     from analysis.wandb_io.sweep_path import parse_sweep_path
 
-    _, _, sid = parse_sweep_path(args.sweep, args.entity, args.project)
-    out_dir = Path(args.out) if args.out else DEFAULT_OUT / sid
-    return pull_sweep(
-        args.sweep, out_dir, entity=args.entity, project=args.project, refresh=args.refresh,
-        workers=max(1, args.workers), progress=lambda s: print(s, flush=True),
-    )
+    ids = [parse_sweep_path(sweep, args.entity, args.project)[2] for sweep in args.sweep]
+    out_dir = Path(args.out) if args.out else DEFAULT_OUT / "+".join(ids)
+    return combine([
+        pull_sweep(sweep, out_dir, entity=args.entity, project=args.project, refresh=args.refresh,
+                   workers=max(1, args.workers), progress=lambda s: print(s, flush=True))
+        for sweep in args.sweep
+    ])
 
 
 def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
@@ -225,7 +238,7 @@ def statistics_document(args, result, stats: dict, used, exclusions) -> dict[str
             "sweep": result.sweep,
             "sweep_id": result.sweep_id,
             "source": result.source,
-            "offline_dir": str(Path(args.offline).resolve()) if args.offline else None,
+            "offline_dir": [str(Path(folder).resolve()) for folder in args.offline] if args.offline else None,
             "table": str(Path(args.table).resolve()) if args.table else None,
             "acc_key": args.acc,
             "mse_key": args.mse,
@@ -361,12 +374,15 @@ def do_upload(args, result, used, stats, images, files, exclusions) -> dict[str,
 
 def make_report(args, result, stats, exclusions, upload, mode: str) -> None:
     from analysis.publish.report import build_report, save_report
+    from analysis.wandb_io.sweep_path import sweep_ids
 
     entity, project = result.entity_project
-    if result.source in ("offline", "table") or mode in ("offline", "dryrun", "disabled") or not entity:
+    if result.source in ("offline", "table") or mode in ("offline", "dryrun", "disabled"):
         raise CliError("--report needs W&B online and a sweep pulled from the W&B API")
+    if not entity:
+        raise CliError("--report shows the sweeps of one W&B project: give sweeps of one ENTITY/PROJECT")
     report = build_report(
-        entity, project, result.sweep_id, acc_key=args.acc, mse_key=args.mse,
+        entity, project, sweep_ids(result.sweep), acc_key=args.acc, mse_key=args.mse,
         analysis_run_id=(upload or {}).get("run_id"),
         analysis_project=(upload or {}).get("project"),
         image_keys=(upload or {}).get("image_keys", ()),

@@ -175,6 +175,34 @@ def test_cli_report_spec_names_the_sweep_and_the_panels(report_fake, tmp_path, c
     assert "dup-9 (id9): duplicate grid point" in json.dumps(spec)
 
 
+def test_cli_one_study_in_two_sweeps_through_the_api_and_its_report(report_fake, tmp_path, capsys, monkeypatch):
+    """A study whose arms are two sweeps of one project (as imagenette_cpu + its confusion arm): the
+    runs of both are analysed together, the default folder is named by both ids, and the report's
+    runset holds both sweeps."""
+    sid = messy_sweep(report_fake)
+    arm = report_fake.add_sweep(ENTITY, PROJECT, {"method": "grid", "parameters": {
+        "alpha": {"value": -1.0}, "alpha_mode": {"value": "confusion"}, "lr": {"value": 1e-3}}})
+    rows = epoch_rows(20, 6)
+    report_fake.add_run(ENTITY, PROJECT, "arm0", config={"alpha": -1.0, "alpha_mode": "confusion", "lr": 1e-3,
+                                                         "seed": 0, "epochs": 6},
+                        summary=rows[-1], state="finished", history_rows=rows, sweep_id=arm, display_name="conf-0")
+    monkeypatch.chdir(tmp_path)
+    code = main([f"{ENTITY}/{PROJECT}/{sid}", arm, "--project", PROJECT, "--entity", ENTITY, "--permutations", "9",
+                 "--no-upload", "--report"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert f"sweep {ENTITY}/{PROJECT}/{sid} + {ENTITY}/{PROJECT}/{arm}: 11 runs, 6 used, 5 excluded" in printed
+    out = tmp_path / "outputs" / "analysis" / f"{sid}+{arm}"
+    doc = json.loads((out / "gap_statistics.json").read_text())
+    assert doc["inputs"]["sweep_id"] == f"{sid}+{arm}" and "arm0" in doc["runs"]["used_ids"]
+    assert "α=-1 confusion lr=0.001" in {c["condition"] for c in doc["conditions"]}
+    assert sorted(p.name for p in (out / "cache").iterdir()) == sorted([sid, arm])
+    (view,) = report_fake.views
+    (sweep_filter,) = runset_filters(json.loads(view["spec"]))
+    assert sweep_filter == [{"key": {"section": "run", "name": "sweep"}, "op": "IN", "value": [sid, arm],
+                             "disabled": False}]
+
+
 # --------------------------------------------------------------------------- offline input
 
 
@@ -196,6 +224,22 @@ def test_cli_offline_dir_without_sweep_argument(tmp_path, capsys, monkeypatch):
     doc = json.loads((out / "gap_statistics.json").read_text())
     assert doc["inputs"]["source"] == "offline" and doc["inputs"]["sweep_id"] == "local-sweep-x"
     assert all((out / p).is_file() for p in PNGS)
+
+    # A second agent.local sweep in its own folder (a study's second arm): both folders, one study.
+    arm = tmp_path / "arm"
+    write_offline_runs(tmp_path, [{"id": "c0", "name": "conf-0", "rows": _json_rows(epoch_rows(5, 4)),
+                                   "config": {"alpha": -1.0, "alpha_mode": "confusion", "lr": 1e-3, "seed": 0}}],
+                       "local-sweep-y", arm)
+    code = main(["--offline", str(wdir / "wandb"), "--offline", str(arm), "--out", str(out), "--permutations", "20"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "sweep local-sweep-x + local-sweep-y: 4 runs, 3 used, 1 excluded" in printed
+    doc = json.loads((out / "gap_statistics.json").read_text())
+    assert doc["inputs"]["sweep_id"] == "local-sweep-x+local-sweep-y" and "c0" in doc["runs"]["used_ids"]
+    assert len(doc["inputs"]["offline_dir"]) == 2
+    err = one_line_error(capsys, ["--offline", str(wdir), "--offline", str(arm), "local-sweep-x"])
+    assert "several --offline folders of one sweep each" in err
+    assert "run o0 is in both" in one_line_error(capsys, ["--offline", str(wdir), "--offline", str(wdir)])
 
 
 # --------------------------------------------------------------------------- bad input

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import ALPHA, ANALYSIS_JOB_TYPE, LR, SWEEP_ENV
+from analysis.wandb_io.sweep_path import sweep_ids
 from mae_gap.metrics import EPOCH
 from mae_gap.fmt import num
 
@@ -96,7 +97,7 @@ def upload_analysis(
     import wandb
 
     leave_sweep_context()
-    sweep_id = sweep.split("/")[-1]
+    sweep_id = "+".join(sweep_ids(sweep))
     run = wandb.init(
         project=project or os.environ.get("WANDB_PROJECT") or "mae-gap",
         entity=entity or None,
@@ -194,7 +195,7 @@ def _analysis_blocks(wr, expr, entity: str, project: str, run_id: str, image_key
 def build_report(
     entity: str,
     project: str,
-    sweep_id: str,
+    sweep_id: str | Sequence[str],
     *,
     acc_key: str,
     mse_key: str,
@@ -205,12 +206,15 @@ def build_report(
     exclusions: Sequence[Any] = (),
     title: str | None = None,
 ):
-    """A `wandb_workspaces.reports.v2.Report` for the sweep (no request is made here)."""
+    """A `wandb_workspaces.reports.v2.Report` for the sweep, or for several sweeps of one project
+    analysed as one study (no request is made here)."""
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
 
-    sweep_runs = wr.Runset(entity=entity, project=project, name=f"sweep {sweep_id}",
-                           filters=expr.And(expr.Metric("Sweep") == sweep_id))
+    ids = [sweep_id] if isinstance(sweep_id, str) else list(sweep_id)
+    sweep_id = "+".join(ids)
+    in_sweeps = expr.Metric("Sweep") == ids[0] if len(ids) == 1 else expr.Metric("Sweep").isin(ids)
+    sweep_runs = wr.Runset(entity=entity, project=project, name=f"sweep {sweep_id}", filters=expr.And(in_sweeps))
     blocks: list[Any] = [
         wr.P(_stats_text(sweep_id, stats, acc_key, mse_key)),
         wr.H2("The sweep"),

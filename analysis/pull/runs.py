@@ -7,12 +7,13 @@ Shared by the API pull (`analysis.pull.api`) and the offline one (`analysis.pull
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis import STATE_CRASHED, STATE_FAILED, STATE_FINISHED, STATE_RUNNING
+from analysis.wandb_io.sweep_path import JOINED, sweep_ids
 from mae_gap.metrics import FAILURE_DETERMINISTIC
 
 if TYPE_CHECKING:
@@ -112,9 +113,48 @@ class PullResult:
 
     @property
     def entity_project(self) -> tuple[str | None, str | None]:
-        parts = self.sweep.split("/")
-        return (parts[0], parts[1]) if len(parts) == 3 else (None, None)
+        """(entity, project) of the sweep(s) when all are `entity/project/id` of one project."""
+        places = {tuple(path.split("/")[:2]) if path.count("/") == 2 else None for path in self.sweep.split(JOINED)}
+        place = places.pop() if len(places) == 1 else None
+        return place if place else (None, None)
 
     @property
     def sweep_id(self) -> str:
-        return self.sweep.split("/")[-1]
+        """The sweep's id; several sweeps' ids joined by "+"."""
+        return "+".join(sweep_ids(self.sweep))
+
+
+def combine(results: Sequence[PullResult]) -> PullResult:
+    """Several sweeps' pulls (or offline reads) as one study: their runs, tables and accounting
+    side by side. Raises PullError when a run turns up in two of them."""
+    import pandas as pd
+
+    if len(results) == 1:
+        return results[0]
+    seen: dict[str, str] = {}
+    for res in results:
+        for run in res.runs:
+            if run.run_id in seen:
+                raise PullError(f"run {run.run_id} is in both {seen[run.run_id]} and {res.sweep}: give each sweep once")
+            seen[run.run_id] = res.sweep
+    failures: dict[str, int] = {}
+    for res in results:
+        for kind, n in res.failures.items():
+            failures[kind] = failures.get(kind, 0) + n
+    sources = {res.source for res in results}
+    return PullResult(
+        pd.concat([res.table for res in results], ignore_index=True),
+        [run for res in results for run in res.runs],
+        JOINED.join(res.sweep for res in results),
+        sources.pop() if len(sources) == 1 else "api",
+        pulled=[rid for res in results for rid in res.pulled],
+        cached=[rid for res in results for rid in res.cached],
+        retries=sum(res.retries for res in results),
+        failures=failures,
+        seconds=sum(res.seconds for res in results),
+        duplicate_epochs={k: v for res in results for k, v in res.duplicate_epochs.items()},
+        ignored_rows=sum(res.ignored_rows for res in results),
+        requests_made=any(res.requests_made for res in results),
+        cache_dir=results[0].cache_dir.parent if results[0].cache_dir else None,
+        notes=[note for res in results for note in res.notes],
+    )

@@ -55,3 +55,13 @@ def parse_sweep_path(
     e = (parts[0] if len(parts) == 3 else "") or entity or (os.environ.get("WANDB_ENTITY") if use_env else None)
     p = (parts[-2] if len(parts) >= 2 else "") or project or (os.environ.get("WANDB_PROJECT") if use_env else None)
     return e or None, p or None, sid
+
+
+# Several sweeps analysed as one study (a study's arms in separate sweep YAMLs): their paths are
+# shown joined by JOINED, and their ids joined by "+" name the study (W&B ids hold no "+").
+JOINED = " + "
+
+
+def sweep_ids(sweep: str) -> list[str]:
+    """The sweep ids of `entity/project/id`, or of several such paths joined by JOINED."""
+    return [part.split("/")[-1] for part in sweep.split(JOINED)]
