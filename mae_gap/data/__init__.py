@@ -14,6 +14,7 @@ wandb, no torchvision, no datasets at import time.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 # `name as name` marks a re-export: the package's public names beside its two functions.
@@ -42,10 +43,8 @@ def check_source(cfg: TrainConfig) -> None:
     elif source == "imagenette":
         check_hf_source(cfg)
     elif source == "digits":
-        try:
-            import sklearn.datasets  # noqa: F401 - only whether it is installed
-        except ImportError:
-            raise DataError("dataset=digits needs scikit-learn: pip install scikit-learn") from None
+        if importlib.util.find_spec("sklearn") is None:
+            raise DataError("dataset=digits needs scikit-learn: pip install scikit-learn")
     elif source != "synthetic":  # validate() already refuses this; keep the error clear anyway
         raise DataError(f"unknown dataset {source!r}; {_SOURCES}")
 
