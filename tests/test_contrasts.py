@@ -53,6 +53,42 @@ def test_sign_flip_and_permutation_p_by_hand():
     assert (p, p_min) == pytest.approx((2 / 6, 2 / 6)) and "exact" in method
 
 
+def test_run_curve_sorts_averages_ties_and_drops_non_finite_points():
+    x, y = run_curve([0.9, 0.5, 0.7, 0.5, math.nan], [0.1, 0.4, 0.2, 0.6, 0.9])
+    assert x.tolist() == [0.5, 0.7, 0.9] and y == pytest.approx([0.5, 0.2, 0.1])
+
+
+def test_paired_interval_and_omnibus_by_hand():
+    """On the committed table: the paired t interval is mean ± t(0.975, n - 1) · sd / √n of the seed
+    pairs' contrasts, its p is 2 · P(T > |t|); the omnibus is Bonferroni (k times the smallest p)."""
+    import scipy.stats
+
+    found, omni = contrasts(read_table(TABLE), ACC, MSE)
+    ok = [c for c in found if c.estimable]
+    for c in ok:
+        d = np.array([p.effect_pp for p in c.pairs])
+        n, sd = len(d), d.std(ddof=1)
+        half = scipy.stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        assert (c.ci_low_pp, c.ci_high_pp) == pytest.approx((d.mean() - half, d.mean() + half))
+        assert c.t_p_value == pytest.approx(2 * scipy.stats.t.sf(abs(d.mean()) / (sd / math.sqrt(n)), n - 1))
+        assert c.min_attainable_p == pytest.approx(2 / 2 ** n)
+    k = len(ok)
+    assert omni.n_contrasts == k == 2
+    assert omni.p_value == pytest.approx(min(1, k * min(c.p_value for c in ok)))
+    assert omni.t_p_value == pytest.approx(min(1, k * min(c.t_p_value for c in ok)))
+    assert omni.min_attainable_p == pytest.approx(k * 2 / 2 ** 5)  # 0.125: 5 seed pairs cannot say more
+
+
+def test_no_reference_runs_is_said_not_estimated():
+    df = sweep(np.random.default_rng(1), (-1.0, 1.0), seeds=3, epochs=6)
+    found, omni = contrasts(df, ACC, MSE)
+    assert [c.condition for c in found] == ["α=-1", "α=1"]
+    for c in found:
+        assert not c.estimable and c.effect_pp is None and c.ci_low_pp is None and c.design == "none"
+        assert c.reason == "no reference runs (alpha=0 with the other parameters equal)"
+    assert omni.p_value is None and omni.n_contrasts == 0
+
+
 def test_many_pairs_never_overflow():
     """2,000 pairs (400 seeds x 5 conditions are 2,000 runs): Monte-Carlo p, no float overflow."""
     d = np.random.default_rng(0).standard_normal(2000) + 0.1
