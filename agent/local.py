@@ -374,5 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     return 130 if interrupted else 0
 
 
+def cli() -> int:
+    try:
+        return main()
+    except BrokenPipeError:  # output piped into `head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
