@@ -19,7 +19,6 @@ under WANDB_MODE=offline); --report builds the sweep's W&B Report. Exit status 0
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -174,8 +173,8 @@ def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
     from analysis.pull.selection import select_runs
     from analysis.stats.gap import gap_statistics
     from analysis.stats.planner import DEFAULT_EFFECTS
-    from analysis.stats.tube import to_json_safe
     from analysis.publish.summary import render as render_summary
+    from mae_gap.fileio import json_safe, write_json
 
     table = result.table
     if not result.runs:
@@ -201,9 +200,9 @@ def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
     used.to_csv(csv, index=False)
     doc = statistics_document(args, result, stats, used, exclusions)
     stats_path = out_dir / STATS_JSON
-    stats_path.write_text(json.dumps(to_json_safe(doc), indent=1, allow_nan=False) + "\n")
+    write_json(stats_path, doc, indent=1)
     summary_path = out_dir / SUMMARY_MD
-    summary_path.write_text(render_summary(to_json_safe(doc)))
+    summary_path.write_text(render_summary(json_safe(doc)))
     images = plots.save_all(used, stats, out_dir, acc_key=args.acc, mse_key=args.mse)
     print_stats(stats, args)
     print_pull(result)

@@ -36,12 +36,18 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
 
 
 def json_safe(obj: Any) -> Any:
-    """`obj` with dict keys as strings, tuples as lists and non-finite floats as None (JSON has no NaN)."""
+    """`obj` as plain JSON values: dict keys as strings, tuples as lists, numpy scalars and arrays as
+    Python numbers and lists, non-finite floats and pandas' missing values (NA, NaT) as None (JSON
+    has no NaN). Neither numpy nor pandas is imported: their objects are known by their type."""
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "tolist"):  # np.int64, np.bool_, np.ndarray, ...
+        return json_safe(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if type(obj).__name__ in ("NAType", "NaTType"):
         return None
     return obj
 

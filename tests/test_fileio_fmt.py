@@ -37,6 +37,19 @@ def test_json_is_strict():
     assert json_safe(obj) == {"1": [None, None, 2.5], "a": [None, None]}
 
 
+def test_json_safe_takes_numpy_and_pandas_values():
+    import numpy as np
+    import pandas as pd
+
+    obj = {"i": np.int64(3), "b": np.bool_(True), "f": np.float32(0.5), "nan": np.float64("nan"),
+           "a": np.array([[1.0, np.inf], [2.0, 3.0]]), "na": pd.NA, "nat": pd.NaT, "s": "x"}
+    out = json_safe(obj)
+    assert out == {"i": 3, "b": True, "f": 0.5, "nan": None, "a": [[1.0, None], [2.0, 3.0]], "na": None,
+                   "nat": None, "s": "x"}
+    assert [type(out[k]) for k in ("i", "b", "f")] == [int, bool, float]
+    json.dumps(out, allow_nan=False)
+
+
 def test_write_json_round_trips(tmp_path):
     write_json(tmp_path / "x.json", {"p": float("nan"), "q": [1, 2]})
     assert json.loads((tmp_path / "x.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == {"p": None, "q": [1, 2]}

@@ -18,7 +18,8 @@ from analysis.stats.contrasts import Omnibus, contrasts
 from analysis.stats.cross_run import CrossRunRho, cross_run_rho
 from analysis.stats.gamma_null import N_DRAWS, GammaNull, gamma_nulls
 from analysis.stats.planner import DEFAULT_EFFECTS, Planner, plan
-from analysis.stats.tube import bin_edges, bin_table, spearman, to_json_safe, tube_volume
+from analysis.stats.tube import bin_edges, bin_table, spearman, tube_volume
+from mae_gap.fileio import json_safe
 from mae_gap import metrics as M
 
 # Names of the per-sign groups in gap_statistics()["by_sign"], with their condition.
@@ -78,7 +79,7 @@ class GapStatistics:
     def to_json(self) -> dict:
         """gap_statistics.json's statistics (NaN as None)."""
         null = asdict(self.null)
-        return to_json_safe({
+        return json_safe({
             "gamma": self.gamma, "rho": self.rho, "p": self.p, "n_points": self.n_points, "n_runs": self.n_runs,
             "n_dropped_nan": self.n_dropped_nan, "bins": self.bins,
             "noise_floor": null["noise_floor"], "noise_floor_q95": null["noise_floor_q95"],

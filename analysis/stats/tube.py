@@ -171,23 +171,3 @@ def spearman(mse, acc) -> tuple[float, float]:
         warnings.simplefilter("ignore")
         res = scipy.stats.spearmanr(x, y)
     return float(res.statistic), float(res.pvalue)
-
-
-def to_json_safe(obj):
-    """Recursively converts numpy scalars/arrays to Python types and NaN/±inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): to_json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [to_json_safe(v) for v in obj.tolist()]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if obj is None or obj is pd.NA or obj is pd.NaT:
-        return None
-    return obj
