@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from analysis.stats.gamma_null import fit_noise_model, gamma_nulls, gamma_of_draws
+from analysis import ALPHA, SEED
+from analysis.stats.gamma_null import fit_noise_model, gamma_nulls, gamma_of_draws, null_draws
 from analysis.stats.tube import bin_edges, tube_volume
 from mae_gap.metrics import VAL_LINEAR_ACC, VAL_MSE
 from synthetic_sweeps import sweep
@@ -39,6 +40,17 @@ def test_noise_model_recovers_seed_and_run_variance():
     print(f"seed SD {np.sqrt(np.mean(seed_var)):.4f}, run SD {np.sqrt(np.mean(run_var)):.4f} (truth 0.0100 each)")
     assert np.sqrt(np.mean(seed_var)) == pytest.approx(0.01, rel=0.15)
     assert np.sqrt(np.mean(run_var)) == pytest.approx(0.01, rel=0.15)
+
+
+def test_a_condition_of_one_run_gets_the_noise_measured_on_the_others():
+    """alpha = 1 has one seed (no deviation of its own to measure); its null draws still carry the
+    seed + run noise the replicated conditions show (truth: 1 pp each, 1.41 pp together)."""
+    df = sweep(np.random.default_rng(3), (-1.0, 0.0, 1.0), seeds=8, epochs=6)
+    df = df[(df[ALPHA] != 1.0) | (df[SEED] == 0)]
+    draws = null_draws(fit_noise_model(df, ACC, MSE), 4000, np.random.default_rng(0))
+    lone = (df[ALPHA] == 1.0).to_numpy()
+    sd_lone, sd_rest = draws[:, lone].std(axis=0).mean(), draws[:, ~lone].std(axis=0).mean()
+    assert sd_lone == pytest.approx(sd_rest, rel=0.1) and sd_lone == pytest.approx(0.0141, rel=0.3)
 
 
 def test_no_replicates_no_null():
