@@ -1,4 +1,4 @@
-"""analysis.pull and analysis.offline against the real wandb client.
+"""analysis.pull.api and analysis.pull.offline against the real wandb client.
 
 The W&B API path runs the real `wandb.Api()` (through wandb-core) against the fake backend
 of tests/fake_wandb.py on 127.0.0.1; the offline path reads runs written by real

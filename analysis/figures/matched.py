@@ -1,7 +1,7 @@
 """matched_mse_accuracy.png: accuracy versus the reference *at equal MSE* (SPEC §8.4).
 
 The figure that answers "do runs that reconstruct equally well learn equally useful features?",
-drawn from gap_statistics.json's `matched_mse` (`analysis.contrasts`), nothing recomputed: left,
+drawn from gap_statistics.json's `matched_mse` (`analysis.stats.contrasts`), nothing recomputed: left,
 per condition, acc − reference acc along the MSE axis for every seed pair (thin), their mean
 (thick) and range (band); right, each condition's effect with its t interval over seed pairs, every
 pair's contrast as a dot, its sign-flip p; conditions that are not estimable are named with why.

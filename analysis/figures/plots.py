@@ -43,7 +43,7 @@ def tube_scatter(
 
     Grey bands show Γ's bins: per MSE bin, the accuracy range [min, max] whose heights Γ sums.
     Hatched bands: the noise floor, i.e. the median spread of the same bin under Γ's null (seed
-    noise only, `analysis.gamma_null`), drawn centred on the bin's mean accuracy. `stats` is
+    noise only, `analysis.stats.gamma_null`), drawn centred on the bin's mean accuracy. `stats` is
     `gap_statistics(df, ...).to_json()`.
     """
     d = valid_points(df, acc_key, mse_key)
@@ -154,7 +154,7 @@ def negative_vs_positive(
     """α < 0, α = 0 and α > 0 side by side (shared axes), then Γ and ρ per group as bars.
 
     Per group Γ uses the whole sweep's bin edges, so the groups compare; the hatched part of a
-    bar is the median Γ of the group under the null (see `analysis.gamma_null`).
+    bar is the median Γ of the group under the null (see `analysis.stats.gamma_null`).
     """
     d = valid_points(df, acc_key, mse_key)
     norm = alpha_norm(d[ALPHA] if len(d) else [])

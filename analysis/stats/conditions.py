@@ -27,7 +27,7 @@ CONDITION = "condition"  # the label column added by `runs_table`
 
 def parameter_columns(df: pd.DataFrame) -> list[str]:
     """The condition's parameters: alpha, alpha_mode, lr, then every extra (non-metric) column the
-    table carries (a varied TrainConfig field, see `analysis.tidy.varied_parameters`)."""
+    table carries (a varied TrainConfig field, see `analysis.pull.tidy.varied_parameters`)."""
     extra = [c for c in df.columns if c not in TIDY_COLUMNS and "/" not in c and c != CONDITION]
     return [ALPHA, ALPHA_MODE, LR, *extra]
 

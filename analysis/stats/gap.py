@@ -87,7 +87,7 @@ class GapStatistics:
             "by_sign": {k: asdict(v) for k, v in self.by_sign.items()},
             "matched_mse": {"by_condition": [c.to_json() for c in self.contrasts], "omnibus": asdict(self.omnibus),
                             "reference": self.reference,
-                            "definition": "direct paired contrast at equal MSE (analysis.contrasts)"},
+                            "definition": "direct paired contrast at equal MSE (analysis.stats.contrasts)"},
             "cross_run_rho": asdict(self.cross_run), "planner": asdict(self.planner),
             "conditions": self.conditions, "readouts": asdict(self.readouts), "inputs": self.inputs,
         })

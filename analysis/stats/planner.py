@@ -1,6 +1,6 @@
 """The seed planner: how many seeds does an effect at equal MSE need? (pure functions)
 
-From the paired contrasts of the sweep (`analysis.contrasts`): the seed SD of the pair
+From the paired contrasts of the sweep (`analysis.stats.contrasts`): the seed SD of the pair
 differences, pooled over the estimable paired conditions, sd = sqrt(Σ (n_c - 1) s_c² / Σ (n_c - 1))
 (pp). For a two-sided paired t-test at level `ALPHA` with n seeds, power(δ) = P(|T| > t_crit) with
 T noncentral t on n - 1 df, noncentrality δ √n / sd. Reported:

@@ -8,9 +8,9 @@ semantic information (a "tube"). Two numbers answer it:
 * Spearman's **ρ** (`spearman`) between MSE and accuracy.
 
 These are the original study's numbers, kept exactly. On their own they cannot tell an alpha
-effect from noise and training time: `analysis.gamma_null` (Γ's null distribution from seed
-replicates), `analysis.contrasts` (direct contrasts at equal MSE) and `analysis.cross_run` (ρ across
-independent units) add that, and `analysis.gap.gap_statistics` puts everything together.
+effect from noise and training time: `analysis.stats.gamma_null` (Γ's null distribution from seed
+replicates), `analysis.stats.contrasts` (direct contrasts at equal MSE) and `analysis.stats.cross_run` (ρ across
+independent units) add that, and `analysis.stats.gap.gap_statistics` puts everything together.
 
 Style follows google-research/rliable's metrics.py: small functions, each docstring states
 the exact definition.
