@@ -153,14 +153,12 @@ def load(args: argparse.Namespace):
     if args.offline:
         from analysis.pull.offline import load_offline_runs
 
-        if len(args.offline) > 1:
-            return combine([load_offline_runs(folder) for folder in args.offline])
-        return combine([load_offline_runs(args.offline[0], sweep) for sweep in args.sweep or [None]])
+        return combine([load_offline_runs(folder, args.sweep) for folder in args.offline])
     from analysis.pull.api import pull_sweep
-    from analysis.wandb_io.sweep_path import parse_sweep_path
+    from analysis.wandb_io.sweep_path import parse_sweep_path, study_id
 
     ids = [parse_sweep_path(sweep, args.entity, args.project)[2] for sweep in args.sweep]
-    out_dir = Path(args.out) if args.out else DEFAULT_OUT / "+".join(ids)
+    out_dir = Path(args.out) if args.out else DEFAULT_OUT / study_id(ids)
     return combine([
         pull_sweep(sweep, out_dir, entity=args.entity, project=args.project, refresh=args.refresh,
                    workers=max(1, args.workers), progress=lambda s: print(s, flush=True))

@@ -313,9 +313,13 @@ def test_offline_layouts_crashed_runs_and_sweep_choice(tmp_path):
                                    "config": {"alpha": 0.0, "lr": 1e-3, "seed": 0}}], "grp-B", wdir)
     with pytest.raises(PullError, match="2 sweeps/groups"):
         load_offline_runs(wdir)
-    assert [r.run_id for r in load_offline_runs(wdir, "grp-B").runs] == ["bb1"]
+    assert [r.run_id for r in load_offline_runs(wdir, ["grp-B"]).runs] == ["bb1"]
+    both = load_offline_runs(wdir, ["grp-B", "grp-A"])  # one study in two sweeps, the folder read once
+    assert [r.run_id for r in both.runs] == ["bb1", "aa1", "cc1"] and both.sweep_id == "grp-B+grp-A"
+    with pytest.raises(PullError, match="run bb1 is in two of the sweeps given"):
+        load_offline_runs(wdir, ["grp-B", "grp-B"])
     with pytest.raises(PullError, match="no offline runs of sweep nope"):
-        load_offline_runs(wdir, "nope")
+        load_offline_runs(wdir, ["nope"])
     with pytest.raises(PullError, match="does not exist"):
         load_offline_runs(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import ALPHA, ANALYSIS_JOB_TYPE, LR, SWEEP_ENV
-from analysis.wandb_io.sweep_path import sweep_ids
+from analysis.wandb_io.sweep_path import study_id, sweep_ids
 from mae_gap.metrics import EPOCH
 from mae_gap.fmt import num
 
@@ -97,7 +97,7 @@ def upload_analysis(
     import wandb
 
     leave_sweep_context()
-    sweep_id = "+".join(sweep_ids(sweep))
+    sweep_id = study_id(sweep_ids(sweep))
     run = wandb.init(
         project=project or os.environ.get("WANDB_PROJECT") or "mae-gap",
         entity=entity or None,
@@ -212,7 +212,7 @@ def build_report(
     from wandb_workspaces import expr
 
     ids = [sweep_id] if isinstance(sweep_id, str) else list(sweep_id)
-    sweep_id = "+".join(ids)
+    sweep_id = study_id(ids)
     in_sweeps = expr.Metric("Sweep") == ids[0] if len(ids) == 1 else expr.Metric("Sweep").isin(ids)
     sweep_runs = wr.Runset(entity=entity, project=project, name=f"sweep {sweep_id}", filters=expr.And(in_sweeps))
     blocks: list[Any] = [

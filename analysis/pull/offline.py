@@ -20,16 +20,16 @@ from analysis import ANALYSIS_JOB_TYPE
 from analysis.pull.runs import PullError, PullResult, RunInfo, tidy_state
 from analysis.pull.tidy import tidy_table
 from analysis.wandb_io.offline_runs import find_offline_run_files, offline_wandb_state, read_offline_run
-from analysis.wandb_io.sweep_path import SweepPathError, parse_sweep_path
+from analysis.wandb_io.sweep_path import JOINED, SweepPathError, parse_sweep_path
 
 
-def load_offline_runs(root: str | Path, sweep: str | None = None) -> PullResult:
-    """All offline runs under `root` as a PullResult (table, runs, sweep id), source "offline".
+def load_offline_runs(root: str | Path, sweeps: Sequence[str] = ()) -> PullResult:
+    """The offline runs under `root` (of `sweeps`, if given) as a PullResult, source "offline".
 
     Runs, their order, the sweep filter and the errors (PullError, one line): `read_offline_sweep`.
     """
     t0 = time.monotonic()
-    runs, histories, sweep_id = read_offline_sweep(root, sweep)
+    runs, histories, sweep_id = read_offline_sweep(root, sweeps)
     table, dups, ignored = tidy_table(runs, histories)
     return PullResult(
         table, runs, sweep_id, "offline", seconds=time.monotonic() - t0, duplicate_epochs=dups,
@@ -48,24 +48,31 @@ def offline_state(info: dict[str, Any], summary: dict[str, Any] | None = None) -
     return tidy_state(raw, summary), f"{raw} ({detail})"
 
 
-def read_offline_sweep(root: str | Path, sweep: str | None = None) -> tuple[list[RunInfo], dict[str, list], str]:
-    """(runs, {run id: history rows}, sweep id) of the offline runs under `root`.
+def read_offline_sweep(root: str | Path, sweeps: Sequence[str] = ()) -> tuple[list[RunInfo], dict[str, list], str]:
+    """(runs, {run id: history rows}, sweep id) of the offline runs under `root`, read once.
 
     Runs are grouped by run id (resumed runs merged, see the module docstring) and ordered by
-    their first start. `sweep` (an id, or `entity/project/id`) keeps the runs of that sweep:
-    those whose W&B sweep id or group (agent.local groups runs by its local sweep id) is it.
-    Without it, the runs must come from one sweep (or group), whose id is returned. Raises
-    PullError (one line) for a missing folder, no runs, or several sweeps.
+    their first start. Each of `sweeps` (an id, or `entity/project/id`) keeps the runs of that
+    sweep: those whose W&B sweep id or group (agent.local groups runs by its local sweep id) is
+    it; several are one study (their ids joined by JOINED). Without `sweeps`, the runs must come
+    from one sweep (or group), whose id is returned. Raises PullError (one line) for a missing
+    folder, no runs, several sweeps without `sweeps`, or a run kept by two of them.
     """
     root = Path(root)
     if not root.exists():
         raise PullError(f"--offline folder {root} does not exist")
     merged = sorted((_merge(rid, parts) for rid, parts in _read_starts(root).items()),
                     key=lambda m: (m.start, m.run.run_id))
-    keep, sweep_id = _of_sweep(merged, sweep, root)
-    for m in keep:
-        m.run.sweep_id = m.run.sweep_id or sweep_id
-    return [m.run for m in keep], {m.run.run_id: m.history for m in keep}, sweep_id
+    picked = [_of_sweep(merged, sweep, root) for sweep in sweeps] or [_of_sweep(merged, None, root)]
+    keep: dict[str, _Merged] = {}
+    for runs, sweep_id in picked:
+        for m in runs:
+            if m.run.run_id in keep:
+                raise PullError(f"run {m.run.run_id} is in two of the sweeps given: give each sweep once")
+            m.run.sweep_id = m.run.sweep_id or sweep_id
+            keep[m.run.run_id] = m
+    return ([m.run for m in keep.values()], {rid: m.history for rid, m in keep.items()},
+            JOINED.join(sweep_id for _, sweep_id in picked))
 
 
 class _Merged(NamedTuple):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis import STATE_CRASHED, STATE_FAILED, STATE_FINISHED, STATE_RUNNING
-from analysis.wandb_io.sweep_path import JOINED, sweep_ids
+from analysis.wandb_io.sweep_path import JOINED, study_id, sweep_ids
 from mae_gap.metrics import FAILURE_DETERMINISTIC
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class PullResult:
     @property
     def sweep_id(self) -> str:
         """The sweep's id; several sweeps' ids joined by "+"."""
-        return "+".join(sweep_ids(self.sweep))
+        return study_id(sweep_ids(self.sweep))
 
 
 def combine(results: Sequence[PullResult]) -> PullResult:

@@ -65,3 +65,9 @@ JOINED = " + "
 def sweep_ids(sweep: str) -> list[str]:
     """The sweep ids of `entity/project/id`, or of several such paths joined by JOINED."""
     return [part.split("/")[-1] for part in sweep.split(JOINED)]
+
+
+def study_id(ids: list[str]) -> str:
+    """The name of one or more sweeps analysed together (a folder, the analysis run): their ids
+    joined by "+"."""
+    return "+".join(ids)
