@@ -277,7 +277,7 @@ def describe(plan: Plan, slots: list[str | None]) -> str:
     mode = "W&B online" if plan.online else "W&B offline"
     sweep = (f"W&B sweep {plan.remote_sweep}" if plan.remote_sweep else
              f"local sweep {plan.sweep_id} (runs grouped as {plan.group})")
-    n_skip = sum(r.state == "skipped" for r in plan.runs)
+    n_skip = len(plan.skipped)
     count = f"{len(plan.runs)} run(s)" + (f" ({n_skip} skipped: equivalent to an earlier point)" if n_skip else "")
     lines = [
         f"agent.local: {plan.yaml_path}: {count}, grid {' x '.join(swept) or 'of one point'}; "
@@ -325,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        return run_sweep(args)
+    except BrokenPipeError:  # output piped into `head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    try:
         if args.per_gpu < 1 or (args.count is not None and args.count < 1):
             raise SweepConfigError("--per-gpu and --count must be at least 1")
         slots: list[str | None] = [None]
@@ -366,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     print("", flush=True)
     print(table(plan))
     n_ok = sum(r.state == "finished" for r in plan.runs)
-    n_skip = sum(r.state == "skipped" for r in plan.runs)
+    n_skip = len(plan.skipped)
     print(f"\n{n_ok}/{len(plan.runs) - n_skip} run(s) finished" + (f" ({n_skip} skipped as equivalent)" if n_skip else "")
           + (" (interrupted)" if interrupted else "")
           + f"; logs in {relpath(plan.out_dir / 'logs')}")
@@ -374,13 +382,5 @@ def main(argv: list[str] | None = None) -> int:
     return 130 if interrupted else 0
 
 
-def cli() -> int:
-    try:
-        return main()
-    except BrokenPipeError:  # output piped into `head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

@@ -68,6 +68,10 @@ class Plan:
         return [r for r in self.runs if r.state not in ("finished", "skipped")]
 
     @property
+    def skipped(self) -> list[Run]:
+        return [r for r in self.runs if r.state == "skipped"]
+
+    @property
     def name(self) -> str:
         return str(self.config.get("name") or Path(self.yaml_path).stem)
 

@@ -196,11 +196,11 @@ def analyse(args: argparse.Namespace, result, out_dir: Path) -> int:
     parquet, csv = out_dir / f"{TRAJECTORIES}.parquet", out_dir / f"{TRAJECTORIES}.csv"
     used.to_parquet(parquet, index=False)
     used.to_csv(csv, index=False)
-    doc = statistics_document(args, result, stats, used, exclusions)
+    doc = json_safe(statistics_document(args, result, stats, used, exclusions))
     stats_path = out_dir / STATS_JSON
     write_json(stats_path, doc, indent=1)
     summary_path = out_dir / SUMMARY_MD
-    summary_path.write_text(render_summary(json_safe(doc)))
+    summary_path.write_text(render_summary(doc))
     images = plots.save_all(used, stats, out_dir, acc_key=args.acc, mse_key=args.mse)
     print_stats(stats, args)
     print_pull(result)
